@@ -1,0 +1,32 @@
+#!/usr/bin/env python
+from os import path as osp
+
+from setuptools import find_packages, setup
+
+
+def read_requirements(filename='requirements.txt'):
+    here = osp.dirname(osp.abspath(__file__))
+    with open(osp.join(here, filename)) as f:
+        return [line.strip() for line in f if line.strip() and not line.startswith('#')]
+
+
+def get_version():
+    scope = {}
+    with open(osp.join(osp.dirname(osp.abspath(__file__)), 'lan_basicsr', 'version.py')) as f:
+        exec(compile(f.read(), 'version.py', 'exec'), scope)
+    return scope['__version__']
+
+
+setup(
+    name='lan_basicsr',
+    version=get_version(),
+    description='Test-time noise adaptation (LAN, CVPR 2024) as a BasicSR plugin',
+    long_description=open('README.md', encoding='utf-8').read(),
+    long_description_content_type='text/markdown',
+    packages=find_packages(exclude=('options', 'tools', 'tests', 'benchmarks', 'experiments', 'results')),
+    include_package_data=True,
+    python_requires='>=3.8',
+    install_requires=read_requirements(),
+    extras_require={'dev': ['pytest', 'flake8', 'isort', 'yapf']},
+    license='Apache-2.0',
+    zip_safe=False)
