@@ -2,7 +2,6 @@
 from os import path as osp
 
 import torch
-import torch.distributed as dist
 from basicsr.models.sr_model import SRModel
 from basicsr.utils import get_root_logger, imwrite, tensor2img
 from basicsr.utils.registry import MODEL_REGISTRY
@@ -11,7 +10,7 @@ from torch.utils.data import default_collate
 from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import OptionError
 
-from .model_util import PluginModelMixin
+from .model_util import PluginModelMixin, gather_rows
 
 __all__ = ['DenoiseModel']
 
@@ -77,12 +76,3 @@ def _image_name(data, index):
     if 'lq_path' in data:
         return osp.splitext(osp.basename(data['lq_path'][0]))[0]
     return f'{index:06d}'
-
-
-def gather_rows(rows, opt):
-    """Concatenate every rank's rows (sorted by ``index``); a no-op without torch.distributed."""
-    if opt.get('dist') and dist.is_initialized():
-        gathered = [None] * opt['world_size']
-        dist.all_gather_object(gathered, rows)
-        rows = [row for part in gathered for row in part]
-    return sorted(rows, key=lambda r: r['index'])

@@ -14,7 +14,7 @@ from torch.nn.parallel import DataParallel, DistributedDataParallel
 
 from lan_basicsr.utils.dist_util import ddp_device_ids
 
-__all__ = ['PluginModelMixin', 'get_rng_state', 'set_rng_state']
+__all__ = ['PluginModelMixin', 'get_rng_state', 'set_rng_state', 'gather_rows']
 
 
 def get_rng_state():
@@ -87,3 +87,12 @@ class PluginModelMixin:
         rng = resume_state.get('rng')
         if rng:
             set_rng_state(rng[self.opt['rank']] if len(rng) == self.opt['world_size'] else rng[0])
+
+
+def gather_rows(rows, opt):
+    """Concatenate every rank's result rows (dicts with an ``index``), sorted; a no-op without torch.distributed."""
+    if opt.get('dist') and torch.distributed.is_initialized():
+        gathered = [None] * opt['world_size']
+        torch.distributed.all_gather_object(gathered, rows)
+        rows = [row for part in gathered for row in part]
+    return sorted(rows, key=lambda r: r['index'])

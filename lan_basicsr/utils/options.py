@@ -201,6 +201,7 @@ def parse_options(root_path, is_train, argv=None):
         results_root = osp.join(root_path, 'results', opt['name'])
         opt['path'].update(
             results_root=results_root, log=results_root, visualization=osp.join(results_root, 'visualization'))
-    opt['logger'] = {'use_tb_logger': False, 'print_freq': 100, 'save_checkpoint_freq': 5000, **(opt.get('logger') or {})}
+    logger_defaults = {'use_tb_logger': False, 'print_freq': 100, 'save_checkpoint_freq': 5000}
+    opt['logger'] = {**logger_defaults, **(opt.get('logger') or {})}
     os.environ.setdefault('PYTHONHASHSEED', str(seed))
     return opt, args
