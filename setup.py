@@ -10,6 +10,11 @@ def read_requirements(filename='requirements.txt'):
         return [line.strip() for line in f if line.strip() and not line.startswith('#')]
 
 
+def read_readme():
+    path = osp.join(osp.dirname(osp.abspath(__file__)), 'README.md')
+    return open(path, encoding='utf-8').read() if osp.isfile(path) else ''
+
+
 def get_version():
     scope = {}
     with open(osp.join(osp.dirname(osp.abspath(__file__)), 'lan_basicsr', 'version.py')) as f:
@@ -21,7 +26,7 @@ setup(
     name='lan_basicsr',
     version=get_version(),
     description='Test-time noise adaptation (LAN, CVPR 2024) as a BasicSR plugin',
-    long_description=open('README.md', encoding='utf-8').read(),
+    long_description=read_readme(),
     long_description_content_type='text/markdown',
     packages=find_packages(exclude=('options', 'tools', 'tests', 'benchmarks', 'experiments', 'results')),
     include_package_data=True,
