@@ -6,6 +6,7 @@ from os import path as osp
 import cv2
 import numpy as np
 import pytest
+import torch
 
 ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
@@ -33,3 +34,12 @@ def make_paired_folder(root, num=6, size=(24, 32), sigma=20, seed=0):
 @pytest.fixture
 def paired_folder(tmp_path):
     return make_paired_folder(str(tmp_path / 'pairs'))
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny tensors: one intra-op thread is several times faster than two on a shared 2-core CPU."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)

@@ -10,21 +10,42 @@ ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
 
 def _run(tool, opt_path, cwd):
-    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', tool), '-opt', str(opt_path)],
-                          capture_output=True, text=True, cwd=cwd, timeout=120)
+    return subprocess.run([sys.executable, osp.join(ROOT, 'tools', tool), '-opt',
+                           str(opt_path)],
+                          capture_output=True,
+                          text=True,
+                          cwd=cwd,
+                          timeout=120)
 
 
 def _opt(paired_folder):
     return {
-        'model_type': 'DenoiseModel', 'num_gpu': 0,
-        'network_g': {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': 'R'},
-        'datasets': {'test': {'type': 'PairedImageDataset', 'dataroot_gt': f'{paired_folder}/gt',
-                              'dataroot_lq': f'{paired_folder}/lq', 'io_backend': {'type': 'disk'}, 'scale': 1}},
+        'model_type': 'DenoiseModel',
+        'num_gpu': 0,
+        'network_g': {
+            'type': 'DnCNN',
+            'in_nc': 3,
+            'out_nc': 3,
+            'nc': 4,
+            'nb': 3,
+            'act_mode': 'R'
+        },
+        'datasets': {
+            'test': {
+                'type': 'PairedImageDataset',
+                'dataroot_gt': f'{paired_folder}/gt',
+                'dataroot_lq': f'{paired_folder}/lq',
+                'io_backend': {
+                    'type': 'disk'
+                },
+                'scale': 1
+            }
+        },
     }
 
 
-@pytest.mark.parametrize('case,tool', [('bad_yaml', 'test.py'), ('unknown_type', 'test.py'), ('missing_path', 'test.py'),
-                                       ('unknown_type', 'train.py')])
+@pytest.mark.parametrize('case,tool', [('bad_yaml', 'test.py'), ('unknown_type', 'test.py'),
+                                       ('missing_path', 'test.py'), ('unknown_type', 'train.py')])
 def test_malformed_option_file(case, tool, paired_folder, tmp_path):
     path = tmp_path / f'{case}.yml'
     opt = _opt(paired_folder)

@@ -49,9 +49,21 @@ def test_cfg_options_override_nested_and_new_keys():
 def _minimal(paired_folder, **extra):
     opt = {
         'model_type': 'DenoiseModel',
-        'network_g': {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': 'R'},
-        'datasets': {'test': {'type': 'PairedImageDataset', 'dataroot_gt': f'{paired_folder}/gt',
-                              'dataroot_lq': f'{paired_folder}/lq'}},
+        'network_g': {
+            'type': 'DnCNN',
+            'in_nc': 3,
+            'out_nc': 3,
+            'nc': 4,
+            'nb': 3,
+            'act_mode': 'R'
+        },
+        'datasets': {
+            'test': {
+                'type': 'PairedImageDataset',
+                'dataroot_gt': f'{paired_folder}/gt',
+                'dataroot_lq': f'{paired_folder}/lq'
+            }
+        },
     }
     opt.update(extra)
     return opt
@@ -61,8 +73,9 @@ def test_validate_unknown_types_list_registered_names(paired_folder):
     validate_options(_minimal(paired_folder), 'x.yml')
     bad = _minimal(paired_folder)
     bad['network_g']['type'] = 'NoSuchNet'
-    with pytest.raises(OptionError, match=r'x\.yml: network_g\.type: unknown type "NoSuchNet"; registered arch '
-                       r'types: .*DnCNN'):
+    with pytest.raises(
+            OptionError, match=r'x\.yml: network_g\.type: unknown type "NoSuchNet"; registered arch '
+            r'types: .*DnCNN'):
         validate_options(bad, 'x.yml')
     with pytest.raises(OptionError, match=r'model_type: unknown type "Nope".*DenoiseModel'):
         validate_options(_minimal(paired_folder, model_type='Nope'), 'x.yml')
@@ -87,8 +100,8 @@ def test_parse_options_defaults(paired_folder, tmp_path):
     import yaml
     path = tmp_path / 'my_experiment.yml'
     path.write_text(yaml.safe_dump(_minimal(paired_folder, num_gpu=0)))
-    opt, _ = parse_options(str(tmp_path / 'root'), is_train=False, argv=['-opt', str(path), '--cfg-options',
-                                                                          'manual_seed=7'])
+    opt, _ = parse_options(
+        str(tmp_path / 'root'), is_train=False, argv=['-opt', str(path), '--cfg-options', 'manual_seed=7'])
     assert opt['name'] == 'my_experiment'
     assert opt['manual_seed'] == 7 and opt['dist'] is False and opt['rank'] == 0 and opt['num_gpu'] == 0
     assert opt['path']['results_root'] == str(tmp_path / 'root' / 'results' / 'my_experiment')
