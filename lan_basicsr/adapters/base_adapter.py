@@ -1,0 +1,79 @@
+"""What is adapted at test time: the common interface and the optimiser construction.
+
+An adapter owns the per-image adaptation state of a frozen-or-not network: ``reset(lq)`` starts a fresh state for a
+new image (new optimiser, trainable tensors back to their reference values), ``adapted_input(lq)`` gives the tensor
+the network sees, ``trainable_parameters()`` what the optimiser updates. LANModel drives the loop; the adapters
+only decide *what* moves and from *where* it starts.
+"""
+from copy import deepcopy
+
+import torch
+
+from lan_basicsr.utils.errors import OptionError
+
+__all__ = ['BaseAdapter', 'build_optimizer']
+
+
+def build_optimizer(params, lr, optim=None, where='adapt.optim'):
+    """Build ``torch.optim.<optim.type>(params, lr=lr, **rest)``; ``optim`` defaults to ``{type: Adam}``.
+
+    ``lr`` is given separately (``adapt.lr`` or the adapter's default); an ``lr`` inside ``optim`` is refused so
+    that there is a single place to set it.
+    """
+    optim = deepcopy(dict(optim or {}))
+    optim_type = optim.pop('type', 'Adam')
+    if 'lr' in optim:
+        raise OptionError(f'{where}.lr: set the learning rate with adapt.lr (null = the adapter default)')
+    optim_cls = getattr(torch.optim, str(optim_type), None)
+    if not (isinstance(optim_cls, type) and issubclass(optim_cls, torch.optim.Optimizer)):
+        raise OptionError(f'{where}.type: "{optim_type}" is not a torch.optim optimiser (e.g. Adam, AdamW, SGD)')
+    try:
+        return optim_cls(params, lr=lr, **optim)
+    except TypeError as e:
+        raise OptionError(f'{where}: invalid arguments for torch.optim.{optim_type} ({e})') from None
+
+
+class BaseAdapter:
+    """Interface of the test-time adapters (see ``docs/design.md``, Test-time adaptation).
+
+    Args:
+        net (nn.Module): the bare network (no DDP wrapper), already on its device and in eval mode.
+        lr (float | None): learning rate; None takes the class's ``default_lr``.
+        optim (dict | None): ``{type: <torch.optim class name>, **kwargs}``; default ``{type: Adam}``
+            (default betas, no weight decay), as the official code.
+    """
+
+    default_lr = None
+
+    def __init__(self, net, lr=None, optim=None):
+        self.net = net
+        self.lr = float(self.default_lr if lr is None else lr)
+        if not self.lr > 0:
+            raise OptionError(f'adapt.lr: must be > 0, got {self.lr}')
+        self.optim_opt = dict(optim or {'type': 'Adam'})
+        build_optimizer([torch.zeros(1, requires_grad=True)], self.lr, self.optim_opt)  # fail early on bad options
+        self.optimizer = None
+
+    def reset(self, lq):
+        """Start a fresh adaptation state for the image ``lq`` (1,C,H,W); return the new optimiser."""
+        raise NotImplementedError
+
+    def adapted_input(self, lq):
+        """The network input for ``lq`` under the current state (differentiable w.r.t. the trainable tensors)."""
+        return lq
+
+    def trainable_parameters(self):
+        """List of the tensors the optimiser updates."""
+        raise NotImplementedError
+
+    def offset(self):
+        """The learnable input offset (LAN's φ, detached), or None when the network itself is adapted."""
+        return None
+
+    def _new_optimizer(self):
+        self.optimizer = build_optimizer(self.trainable_parameters(), self.lr, self.optim_opt)
+        return self.optimizer
+
+    def __repr__(self):
+        n = sum(p.numel() for p in self.trainable_parameters()) if self.optimizer is not None else '?'
+        return f'{type(self).__name__}(lr={self.lr:g}, optim={self.optim_opt}, trainable={n})'

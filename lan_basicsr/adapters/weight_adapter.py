@@ -1,0 +1,152 @@
+"""Baselines that adapt the network's weights instead of the input: all of them, the first layer or the last layer.
+
+The reference weights (the pretrained checkpoint, or ``init_path`` such as meta-learned weights) are kept in memory
+and copied back on every reset, so an image's adaptation never leaks into the next one and nothing is re-read
+from disk.
+"""
+import torch
+from basicsr.utils import get_root_logger
+
+from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.registry import ADAPTER_REGISTRY
+from .base_adapter import BaseAdapter
+
+__all__ = ['NetworkAdapter', 'FullTrainable', 'FirstLayer', 'LastLayer', 'parameter_module_calls']
+
+
+def _owns_parameters(module):
+    return next(module.parameters(recurse=False), None) is not None
+
+
+@torch.no_grad()
+def parameter_module_calls(net, probe):
+    """Names of the modules that own parameters themselves, in the order ``net(probe)`` calls them (with repeats).
+
+    Found with forward pre-hooks on one no-grad pass, so it holds for any architecture whatever the registration
+    order of its submodules; modules never called (e.g. an unused branch) are absent. The first layer is the first
+    entry, the last layer the last one.
+    """
+    calls, handles = [], []
+
+    def hook(name):
+
+        def record(module, args):
+            calls.append(name)
+
+        return record
+
+    for name, module in net.named_modules():
+        if _owns_parameters(module):
+            handles.append(module.register_forward_pre_hook(hook(name)))
+    try:
+        net(probe)
+    finally:
+        for handle in handles:
+            handle.remove()
+    return calls
+
+
+class NetworkAdapter(BaseAdapter):
+    """Adapts network parameters; which ones is decided by :meth:`select` (all of them here).
+
+    Args:
+        net, lr, optim: see :class:`BaseAdapter`; ``lr`` defaults to 5e-6 (the official full-trainable value).
+        init_path (str | None): weights loaded once (strictly, through ``lan_basicsr.utils.checkpoint``) and used
+            as the reset point instead of the pretrained ones, e.g. a meta-learned initialisation.
+        param_key (str | None): key of the state dict inside ``init_path`` (found automatically when None).
+    """
+
+    default_lr = 5e-6
+
+    def __init__(self, net, lr=None, optim=None, init_path=None, param_key=None):
+        super().__init__(net, lr=lr, optim=optim)
+        if init_path is not None:
+            from lan_basicsr.utils.checkpoint import load_network
+            load_network(net, init_path, strict=True, param_key=param_key)
+            get_root_logger().info(f'{type(self).__name__}: reset point = {init_path}')
+        self.init_path = init_path
+        self._params = list(net.parameters())
+        self._reference = [p.detach().clone() for p in self._params]
+        self._trainable = None
+
+    def select(self, lq):
+        """Return the list of parameters to adapt (called at the first reset, with the first image)."""
+        return self._params
+
+    def reset(self, lq):
+        if self._trainable is None:
+            self._trainable = list(self.select(lq))
+            trainable_ids = {id(p) for p in self._trainable}
+            for p in self._params:
+                p.requires_grad_(id(p) in trainable_ids)
+            get_root_logger().info(f'{self!r}')
+        with torch.no_grad():
+            for p, ref in zip(self._params, self._reference):
+                p.copy_(ref)
+                p.grad = None
+        return self._new_optimizer()
+
+    def trainable_parameters(self):
+        return list(self._trainable or [])
+
+    def __repr__(self):
+        n = sum(p.numel() for p in self._trainable) if self._trainable is not None else '?'
+        return f'{type(self).__name__}(lr={self.lr:g}, optim={self.optim_opt}, trainable parameters={n})'
+
+
+@ADAPTER_REGISTRY.register()
+class FullTrainable(NetworkAdapter):
+    """All network weights are trained (the paper's full-trainable baseline, Adam lr 5e-6)."""
+
+
+class _LayerAdapter(NetworkAdapter):
+    """Only one layer is trained: found automatically in forward order, or named with ``layer``."""
+
+    position = None  # 0: first, -1: last
+
+    def __init__(self, net, lr=None, optim=None, init_path=None, param_key=None, layer=None):
+        super().__init__(net, lr=lr, optim=optim, init_path=init_path, param_key=param_key)
+        modules = dict(net.named_modules())
+        if layer is not None and layer not in modules:
+            candidates = [n for n, m in net.named_modules() if _owns_parameters(m)]
+            shown = ', '.join(candidates[:3] + ['...'] +
+                              candidates[-3:]) if len(candidates) > 6 else ', '.join(candidates)
+            raise OptionError(f'adapt.layer: "{layer}" is not a module of {type(net).__name__} (modules with '
+                              f'parameters: {shown})')
+        if layer is not None and next(modules[layer].parameters(), None) is None:
+            raise OptionError(f'adapt.layer: module "{layer}" has no parameters')
+        self.layer = layer
+
+    def select(self, lq):
+        if self.layer is not None:  # a named module: all its parameters, its submodules' included
+            return list(dict(self.net.named_modules())[self.layer].parameters())
+        calls = parameter_module_calls(self.net, lq)
+        if not calls:
+            raise OptionError(f'adapt.type {type(self).__name__}: {type(self.net).__name__} called no module with '
+                              'parameters; name one with adapt.layer')
+        self.layer = calls[self.position]
+        return list(dict(self.net.named_modules())[self.layer].parameters(recurse=False))
+
+    def __repr__(self):
+        return super().__repr__()[:-1] + f', layer={self.layer})'
+
+
+@ADAPTER_REGISTRY.register()
+class FirstLayer(_LayerAdapter):
+    """Only the first layer called in the forward pass is trained (override with ``adapt.layer: <module name>``).
+
+    A layer is a module that owns parameters itself (a conv, linear, norm, ...). The learning rate is not published:
+    default 5e-6, the full-trainable value.
+    """
+
+    position = 0
+
+
+@ADAPTER_REGISTRY.register()
+class LastLayer(_LayerAdapter):
+    """Only the last layer called in the forward pass is trained (override with ``adapt.layer: <module name>``).
+
+    A layer is a module that owns parameters itself. The learning rate is not published: default 5e-6.
+    """
+
+    position = -1

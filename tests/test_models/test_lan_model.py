@@ -1,0 +1,274 @@
+"""LANModel through the real test pipeline on a tiny DnCNN and generated 16x24 images (3 adaptation steps)."""
+import csv
+import logging
+import os
+from os import path as osp
+from types import SimpleNamespace
+
+import numpy as np
+import pytest
+import torch
+import yaml
+from conftest import ROOT, make_paired_folder
+
+from lan_basicsr.archs.dncnn_arch import DnCNN
+from lan_basicsr.losses.zsn2n_loss import ZSN2NLoss
+from lan_basicsr.models.lan_model import LANModel
+from lan_basicsr.test import test_pipeline as pipeline
+from lan_basicsr.utils.errors import OptionError
+
+STEPS = 3
+NUM = 4
+NET = {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': 'R'}
+
+
+@pytest.fixture(autouse=True)
+def one_thread():
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)  # tiny tensors: threads only add contention (and nondeterministic timing)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture
+def setup(tmp_path):
+    """A paired folder, a 'pretrained' tiny DnCNN checkpoint and an option file inheriting options/_base_."""
+    pairs = make_paired_folder(str(tmp_path / 'pairs'), num=NUM, size=(16, 24))
+    torch.manual_seed(0)
+    net = DnCNN(**{k: v for k, v in NET.items() if k != 'type'})
+    ckpt = str(tmp_path / 'net.pth')
+    torch.save({'params': net.state_dict()}, ckpt)
+    opt = {
+        '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
+        'num_gpu': 0,
+        'network_g': NET,
+        'path': {
+            'pretrain_network_g': ckpt
+        },
+        'adapt': {
+            'steps': STEPS
+        },
+        'datasets': {
+            'test': {
+                'name': 'toy',
+                'type': 'PairedNoisyDataset',
+                'dataroot_lq': f'{pairs}/lq',
+                'dataroot_gt': f'{pairs}/gt'
+            }
+        },
+    }
+    opt_path = tmp_path / 'lan_toy.yml'
+    opt_path.write_text(yaml.safe_dump(opt))
+    return SimpleNamespace(
+        root=str(tmp_path), opt=str(opt_path), ckpt=ckpt, pairs=pairs, state=torch.load(ckpt)['params'])
+
+
+def run(setup, *cfg, name='lan_toy'):
+    argv = ['-opt', setup.opt, '--cfg-options', f'name={name}', *cfg]
+    return pipeline(setup.root, argv=argv)
+
+
+def results(setup, name='lan_toy', file='per_step.csv'):
+    path = osp.join(setup.root, 'results', name, file)
+    with open(path, newline='') as f:
+        return list(csv.DictReader(f))
+
+
+def read(setup, name='lan_toy', file='per_step.csv'):
+    with open(osp.join(setup.root, 'results', name, file)) as f:
+        return f.read()
+
+
+def test_lan_run_writes_csvs_images_and_keeps_weights(setup):
+    model = run(setup)
+    rows = results(setup)
+    assert list(rows[0]) == ['dataset', 'image', 'step', 'psnr', 'ssim', 'loss']
+    assert len(rows) == NUM * (STEPS + 1)
+    expected = [(f'img{i:03d}', s) for i in range(NUM) for s in range(STEPS + 1)]
+    assert [(r['image'], int(r['step'])) for r in rows] == expected
+    assert all(r['loss'] for r in rows if int(r['step']) < STEPS)
+    assert all(r['loss'] == '' for r in rows if int(r['step']) == STEPS)
+    assert all(float(r['psnr']) > 0 and 0 < float(r['ssim']) <= 1 for r in rows)
+    summary = results(setup, file='summary.csv')
+    assert [(r['dataset'], int(r['step']), int(r['images'])) for r in summary] == [('toy', 0, NUM), ('toy', STEPS, NUM)]
+    last = [float(r['psnr']) for r in rows if int(r['step']) == STEPS]
+    assert float(summary[1]['psnr']) == pytest.approx(sum(last) / NUM, abs=1e-6)
+    assert model.metric_results['psnr'] == pytest.approx(sum(last) / NUM, abs=1e-6)
+    for i in range(NUM):
+        assert osp.isfile(osp.join(setup.root, 'results', 'lan_toy', 'visualization', 'toy', f'img{i:03d}.png'))
+    # LAN: the network is bitwise the pretrained one and no weight gradient was ever computed
+    net = model.get_bare_model(model.net_g)
+    assert not net.training
+    for key, value in net.state_dict().items():
+        assert torch.equal(value, setup.state[key]), key
+    assert all(p.grad is None and not p.requires_grad for p in net.parameters())
+
+
+@pytest.mark.parametrize('adapter,loss', [('LAN', 'ZSN2NLoss'), ('LAN', 'Nbr2NbrLoss'), ('FullTrainable', 'ZSN2NLoss')])
+def test_step0_equals_plain_inference(setup, adapter, loss):
+    plain = run(setup, 'model_type=DenoiseModel', name='plain')
+    dataset = SimpleNamespace(dataset=_dataset(plain))
+    plain_rows = plain.validation(dataset, current_iter='plain', tb_logger=None, save_img=False)
+    model = run(setup, f'adapt.type={adapter}', f'adapt.loss.type={loss}', name=f'{adapter}_{loss}')
+    step0 = [r for r in results(setup, name=f'{adapter}_{loss}') if r['step'] == '0']
+    assert [r['image'] for r in step0] == [r['image'] for r in plain_rows]
+    for lan_row, plain_row in zip(step0, plain_rows):
+        assert lan_row['psnr'] == format(plain_row['psnr'], '.6f')
+        assert lan_row['ssim'] == format(plain_row['ssim'], '.6f')
+    # in memory, unrounded: the output the loss computed scores exactly as the no-grad plain forward
+    from torch.utils.data import default_collate
+    result = model.adapt_one(default_collate([dataset.dataset[1]]), 1)
+    assert result.psnr[0] == plain_rows[1]['psnr'] and result.ssim[0] == plain_rows[1]['ssim']
+
+
+def _dataset(model):
+    from basicsr.data import build_dataset
+    opt = dict(model.opt['datasets']['test'])
+    return build_dataset(opt)
+
+
+def test_same_seed_gives_identical_csv(setup):
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='a')
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='b')
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', 'adapt.seed=7', name='c')
+    assert read(setup, 'a') == read(setup, 'b')
+    assert read(setup, 'a', file='summary.csv') == read(setup, 'b', file='summary.csv')
+    losses = lambda name: [r['loss'] for r in results(setup, name) if r['step'] == '1']  # noqa: E731
+    assert losses('a') != losses('c')  # the seed drives the Nbr2Nbr masks
+
+
+def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='full')
+    calls = []
+    original = LANModel.adapt_one
+
+    def interrupted(self, data, index, image='image'):
+        calls.append(image)
+        if len(calls) == 3:
+            raise KeyboardInterrupt('simulated interruption')
+        return original(self, data, index, image)
+
+    monkeypatch.setattr(LANModel, 'adapt_one', interrupted)
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='cut')
+    partial = read(setup, 'cut')
+    assert partial.count('\n') == 1 + 2 * (STEPS + 1)  # header + two finished images
+    with open(osp.join(setup.root, 'results', 'cut', 'per_step.csv'), 'a') as f:
+        f.write('toy,img002,0,1.000000,0.100000,0.5\ntoy,img002,1,1.0')  # an image cut mid-write
+    calls.clear()
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='cut')
+    assert calls == ['img002', 'img003']  # done images are skipped, the cut one is redone
+    assert read(setup, 'cut') == read(setup, 'full')
+    assert read(setup, 'cut', file='summary.csv') == read(setup, 'full', file='summary.csv')
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='cut')  # nothing left: no image adapted, nothing duplicated
+    assert calls == ['img002', 'img003'] and read(setup, 'cut') == read(setup, 'full')
+
+
+def test_ranks_write_separate_files_merged_like_one_process(setup, monkeypatch):
+    """The torchrun file protocol, ranks run one after the other: rank 1 writes its part, rank 0 merges."""
+    run(setup, name='single')
+    monkeypatch.setattr('lan_basicsr.utils.options.get_dist_info', lambda: (1, 2))
+    run(setup, name='two')
+    folder = osp.join(setup.root, 'results', 'two')
+    part = osp.join(folder, 'per_step.rank1.csv')
+    assert not osp.isfile(osp.join(folder, 'per_step.csv'))
+    with open(part) as f:
+        assert sorted({r['image'] for r in csv.DictReader(f)}) == ['img001', 'img003']
+    monkeypatch.setattr('lan_basicsr.utils.options.get_dist_info', lambda: (0, 2))
+    run(setup, name='two')
+    assert not osp.isfile(part)
+    assert read(setup, 'two') == read(setup, 'single')
+    assert read(setup, 'two', file='summary.csv') == read(setup, 'single', file='summary.csv')
+
+
+def test_non_finite_loss_stops_that_image_only(setup, monkeypatch, caplog):
+    original = ZSN2NLoss.forward
+    images = []
+
+    def sometimes_nan(self, net, noisy, step=0, total_steps=20, generators=None):
+        out = original(self, net, noisy, step, total_steps, generators)
+        images.append(step == 0)
+        if sum(images) == 2 and step == 1:  # second image, second step
+            return out._replace(loss=out.loss * float('nan'))
+        return out
+
+    monkeypatch.setattr(ZSN2NLoss, 'forward', sometimes_nan)
+    logger = logging.getLogger('basicsr')
+    logger.addHandler(caplog.handler)
+    try:
+        run(setup)
+    finally:
+        logger.removeHandler(caplog.handler)
+    assert any('img001: non-finite loss at step 1' in r.getMessage() and r.levelno == logging.WARNING
+               for r in caplog.records)
+    rows = [r for r in results(setup) if r['image'] == 'img001']
+    assert [r['loss'] for r in rows][1:] == ['nan', '', '']
+    assert rows[0]['loss'] not in ('', 'nan')
+    assert rows[2]['psnr'] == rows[3]['psnr'] == rows[1]['psnr'] and rows[3]['ssim'] == rows[1]['ssim']
+    others = [r for r in results(setup) if r['image'] != 'img001']
+    assert len(others) == (NUM - 1) * (STEPS + 1) and all(r['loss'] != 'nan' for r in others)
+    assert results(setup, file='summary.csv')[-1]['images'] == str(NUM)
+
+
+def test_no_gt_adapts_and_saves(setup):
+    run(setup, 'datasets.test.type=NoisyImageDataset', 'datasets.test.dataroot_gt=None', name='nogt')
+    rows = results(setup, 'nogt')
+    assert len(rows) == NUM * (STEPS + 1)
+    assert all(r['psnr'] == '' and r['ssim'] == '' for r in rows)
+    assert all(r['loss'] for r in rows if r['step'] != str(STEPS))
+    summary = results(setup, 'nogt', file='summary.csv')
+    assert summary[-1]['psnr'] == '' and summary[-1]['images'] == str(NUM)
+    assert len(os.listdir(osp.join(setup.root, 'results', 'nogt', 'visualization', 'toy'))) == NUM
+
+
+def test_cfg_options_switch_method_and_loss(setup):
+    model = run(setup, 'adapt.type=FullTrainable', 'adapt.loss.type=Nbr2NbrLoss', name='full')
+    assert type(model.adapter).__name__ == 'FullTrainable' and model.adapter.lr == 5e-6
+    assert type(model.loss_fn).__name__ == 'Nbr2NbrLoss'
+    net = model.get_bare_model(model.net_g)
+    assert all(not torch.equal(v, setup.state[k]) for k, v in net.state_dict().items())  # every tensor moved
+    model = run(setup, 'adapt.type=LastLayer', 'adapt.lr=0.001', name='last')
+    assert model.adapter.layer == 'model.4' and model.adapter.lr == 1e-3
+    net = model.get_bare_model(model.net_g)
+    assert [k for k, v in net.state_dict().items()
+            if not torch.equal(v, setup.state[k])] == ['model.4.weight', 'model.4.bias']
+    model = run(setup, 'adapt.type=FirstLayer', 'adapt.layer=model.2', name='named')
+    net = model.get_bare_model(model.net_g)
+    assert [k for k, v in net.state_dict().items()
+            if not torch.equal(v, setup.state[k])] == ['model.2.weight', 'model.2.bias']
+    # the same name with other settings is refused, naming what differs
+    with pytest.raises(OptionError, match='adapt.type'):
+        run(setup, 'adapt.type=LAN', name='full')
+
+
+def test_save_offset(setup):
+    model = run(setup, 'adapt.save_offset=True', name='offsets')
+    folder = osp.join(setup.root, 'results', 'offsets', 'offsets', 'toy')
+    phi = np.load(osp.join(folder, 'img003_phi.npy'))
+    adapted = np.load(osp.join(folder, 'img003_input.npy'))
+    lq = _dataset(model)[3]['lq'].numpy()
+    assert phi.shape == adapted.shape == lq.shape and np.abs(phi).max() > 0
+    np.testing.assert_allclose(adapted, lq + np.tanh(phi), atol=1e-6)
+
+
+@pytest.mark.parametrize('arch', ['dncnn', 'uformer', 'restormer'])
+@pytest.mark.parametrize('dataset', ['polyu', 'nam'])
+def test_option_files(arch, dataset):
+    """Every options/lan_*.yml inherits the base, names its arch and data, and switches method/loss by overrides."""
+    from lan_basicsr.models.lan_model import build_adapter
+    from lan_basicsr.utils.options import load_config, merge_cfg_options
+    path = osp.join(ROOT, 'options', f'lan_{arch}_{dataset}.yml')
+    with open(path) as f:
+        assert f.readline().strip() == f'# python tools/test.py -opt options/lan_{arch}_{dataset}.yml'
+    opt = load_config(path)
+    assert opt['model_type'] == 'LANModel' and 'name' not in opt  # name: the file stem
+    assert opt['network_g']['type'].lower() == arch
+    assert opt['datasets']['test']['crop'] == {'size': 256, 'position': 'top_left'}
+    assert opt['datasets']['test']['dataroot_lq'] == f'datasets/{"PolyU" if dataset == "polyu" else "Nam"}/lq'
+    assert opt['adapt']['type'] == 'LAN' and opt['adapt']['lr'] is None and opt['adapt']['steps'] == 20
+    assert opt['val']['metrics']['psnr']['crop_border'] == 0
+    switched = merge_cfg_options(opt, {'adapt.type': 'FullTrainable', 'adapt.loss.type': 'Nbr2NbrLoss'})
+    assert switched['adapt']['loss'] == {'type': 'Nbr2NbrLoss'} and switched['adapt']['type'] == 'FullTrainable'
+    net = DnCNN(3, 3, 4, 3, 'R')
+    for adapter, lr in (('LAN', 5e-4), ('FullTrainable', 5e-6), ('FirstLayer', 5e-6), ('LastLayer', 5e-6)):
+        assert build_adapter(net, {**switched['adapt'], 'type': adapter}).lr == lr  # lr null = adapter default
