@@ -35,20 +35,69 @@ if ROOT not in sys.path:
 
 CONFIGS = {
     'small': {
-        'DnCNN': {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 16, 'nb': 8, 'act_mode': 'BR'},
-        'Restormer': {'type': 'Restormer', 'dim': 8, 'num_blocks': [1, 1, 1, 2], 'num_refinement_blocks': 1,
-                      'heads': [1, 1, 2, 2], 'ffn_expansion_factor': 2.66, 'bias': False, 'LayerNorm_type': 'BiasFree'},
-        'Uformer': {'type': 'Uformer', 'img_size': 128, 'embed_dim': 8, 'depths': [1, 1, 1, 1, 1, 1, 1, 1, 1],
-                    'num_heads': [1, 1, 2, 2, 2, 2, 2, 1, 1], 'win_size': 8, 'mlp_ratio': 2., 'token_mlp': 'leff',
-                    'modulator': True},
+        'DnCNN': {
+            'type': 'DnCNN',
+            'in_nc': 3,
+            'out_nc': 3,
+            'nc': 16,
+            'nb': 8,
+            'act_mode': 'BR'
+        },
+        'Restormer': {
+            'type': 'Restormer',
+            'dim': 8,
+            'num_blocks': [1, 1, 1, 2],
+            'num_refinement_blocks': 1,
+            'heads': [1, 1, 2, 2],
+            'ffn_expansion_factor': 2.66,
+            'bias': False,
+            'LayerNorm_type': 'BiasFree'
+        },
+        'Uformer': {
+            'type': 'Uformer',
+            'img_size': 128,
+            'embed_dim': 8,
+            'depths': [1, 1, 1, 1, 1, 1, 1, 1, 1],
+            'num_heads': [1, 1, 2, 2, 2, 2, 2, 1, 1],
+            'win_size': 8,
+            'mlp_ratio': 2.,
+            'token_mlp': 'leff',
+            'modulator': True
+        },
     },
     'full': {
-        'DnCNN': {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 64, 'nb': 20, 'act_mode': 'BR'},
-        'Restormer': {'type': 'Restormer', 'dim': 48, 'num_blocks': [4, 6, 6, 8], 'num_refinement_blocks': 4,
-                      'heads': [1, 2, 4, 8], 'ffn_expansion_factor': 2.66, 'bias': False, 'LayerNorm_type': 'BiasFree'},
-        'Uformer': {'type': 'Uformer', 'img_size': 128, 'embed_dim': 32, 'depths': [1, 2, 8, 8, 2, 8, 8, 2, 1],
-                    'num_heads': [1, 2, 4, 8, 16, 16, 8, 4, 2], 'win_size': 8, 'mlp_ratio': 4., 'qkv_bias': True,
-                    'token_projection': 'linear', 'token_mlp': 'leff', 'modulator': True, 'drop_path_rate': 0.1},
+        'DnCNN': {
+            'type': 'DnCNN',
+            'in_nc': 3,
+            'out_nc': 3,
+            'nc': 64,
+            'nb': 20,
+            'act_mode': 'BR'
+        },
+        'Restormer': {
+            'type': 'Restormer',
+            'dim': 48,
+            'num_blocks': [4, 6, 6, 8],
+            'num_refinement_blocks': 4,
+            'heads': [1, 2, 4, 8],
+            'ffn_expansion_factor': 2.66,
+            'bias': False,
+            'LayerNorm_type': 'BiasFree'
+        },
+        'Uformer': {
+            'type': 'Uformer',
+            'img_size': 128,
+            'embed_dim': 32,
+            'depths': [1, 2, 8, 8, 2, 8, 8, 2, 1],
+            'num_heads': [1, 2, 4, 8, 16, 16, 8, 4, 2],
+            'win_size': 8,
+            'mlp_ratio': 4.,
+            'qkv_bias': True,
+            'token_projection': 'linear',
+            'token_mlp': 'leff',
+            'modulator': True,
+            'drop_path_rate': 0.1
+        },
     },
 }
 LOSSES = ('ZSN2NLoss', 'Nbr2NbrLoss')
@@ -121,14 +170,23 @@ def measure(args):
         times.append(time.perf_counter() - start)
         del out
     memory = (_rss_kib('VmHWM') - base) * 1024 if cpu else torch.cuda.max_memory_allocated(device)
-    print(json.dumps({'time': min(times[1:]), 'memory': memory,
-                      'trainable': sum(p.numel() for p in adapter.trainable_parameters())}))
+    print(
+        json.dumps({
+            'time': min(times[1:]),
+            'memory': memory,
+            'trainable': sum(p.numel() for p in adapter.trainable_parameters())
+        }))
 
 
 def _child(args, arch, loss, method):
-    cmd = [sys.executable, osp.abspath(__file__), '--measure', arch, loss, method, '--configs', args.configs,
-           '--device', args.device, '--size', str(args.size), '--steps', str(args.steps), '--threads',
-           str(args.threads)]
+    cmd = [
+        sys.executable,
+        osp.abspath(__file__), '--measure', arch, loss, method, '--configs', args.configs, '--device', args.device,
+        '--size',
+        str(args.size), '--steps',
+        str(args.steps), '--threads',
+        str(args.threads)
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True, cwd=ROOT)
     if result.returncode != 0:
         raise RuntimeError(f'{" ".join(cmd)} failed:\n{result.stderr[-3000:]}')
@@ -231,10 +289,12 @@ def main(argv=None):
     for arch in args.archs:
         for loss in LOSSES:
             lan, full = (_child(args, arch, loss, method) for method in METHODS)
-            print(f'{arch:<10} {loss:<12} {lan["time"]:11.4f} {full["time"]:12.4f} '
-                  f'{100 * lan["time"] / full["time"]:6.1f}% {lan["memory"] / 2**20:9.1f} '
-                  f'{full["memory"] / 2**20:9.1f} {100 * lan["memory"] / full["memory"]:5.1f}% '
-                  f'{lan["trainable"]:11d} {full["trainable"]:12d}', flush=True)
+            print(
+                f'{arch:<10} {loss:<12} {lan["time"]:11.4f} {full["time"]:12.4f} '
+                f'{100 * lan["time"] / full["time"]:6.1f}% {lan["memory"] / 2**20:9.1f} '
+                f'{full["memory"] / 2**20:9.1f} {100 * lan["memory"] / full["memory"]:5.1f}% '
+                f'{lan["trainable"]:11d} {full["trainable"]:12d}',
+                flush=True)
     print('(paper, LAN / full-trainable at 256x256, time / memory: Restormer ZS-N2N 79.9% / 93.3%, Nbr2Nbr 93.0% / '
           '92.2%; Uformer ZS-N2N 74.1% / 73.8%, Nbr2Nbr 85.2% / 74.2%)')
     print()

@@ -18,8 +18,8 @@ from basicsr.data import build_dataloader, build_dataset
 from basicsr.data.data_sampler import EnlargedSampler
 from basicsr.data.prefetch_dataloader import CPUPrefetcher
 from basicsr.models import build_model
-from basicsr.utils import (AvgTimer, MessageLogger, check_resume, get_env_info, get_root_logger, get_time_str,
-                           init_tb_logger, make_exp_dirs, mkdir_and_rename, scandir)
+from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logger, get_time_str, init_tb_logger,
+                           make_exp_dirs, mkdir_and_rename, scandir)
 from basicsr.utils.options import dict2str
 
 from lan_basicsr.utils.errors import OptionError
@@ -70,6 +70,19 @@ def _load_resume_state(path):
         raise OptionError(f'{path}: cannot read training state ({type(e).__name__}: {e})') from None
 
 
+def _load_networks_of_iter(opt, resume_iter, logger):
+    """Point every ``pretrain_network_*`` at the weights saved with the training state (BasicSR's ``check_resume``,
+    logged instead of printed); ``path.ignore_resume_networks`` keeps the configured ones."""
+    ignored = opt['path'].get('ignore_resume_networks') or []
+    for network in (key for key in opt if key.startswith('network_')):
+        if network not in ignored:
+            path = osp.join(opt['path']['models'], f'net_{network[len("network_"):]}_{resume_iter}.pth')
+            opt['path'][f'pretrain_{network}'] = path
+            logger.info(f'Resuming {network} from {path}.')
+    for key in (k for k in opt['path'] if k.startswith('param_key') and opt['path'][k] == 'params_ema'):
+        opt['path'][key] = 'params'  # the saved net_g_{iter}.pth holds the trained weights under "params"
+
+
 def _create_dataloaders(opt, logger):
     train_loader = train_sampler = None
     val_loaders = []
@@ -79,7 +92,11 @@ def _create_dataloaders(opt, logger):
             train_set = build_dataset(dataset_opt)
             train_sampler = ResumableSampler(EnlargedSampler(train_set, opt['world_size'], opt['rank'], enlarge_ratio))
             train_loader = build_dataloader(
-                train_set, dataset_opt, num_gpu=opt['num_gpu'], dist=opt['dist'], sampler=train_sampler,
+                train_set,
+                dataset_opt,
+                num_gpu=opt['num_gpu'],
+                dist=opt['dist'],
+                sampler=train_sampler,
                 seed=opt['manual_seed'])
             logger.info(f'Training set: {len(train_set)} images, batch {dataset_opt["batch_size_per_gpu"]} per '
                         f'process, world size {opt["world_size"]}, {len(train_loader)} iterations per epoch.')
@@ -126,7 +143,7 @@ def train_pipeline(root_path, argv=None):
     if resume_path is not None:
         resume_state = _load_resume_state(resume_path)
         opt['path']['resume_state'] = resume_path
-        check_resume(opt, resume_state['iter'])  # the model loads net_g_{iter}.pth instead of pretrain_network_g
+        _load_networks_of_iter(opt, resume_state['iter'], logger)
     model = build_model(opt)
     if resume_state is not None:
         model.resume_training(resume_state)
@@ -145,8 +162,13 @@ def train_pipeline(root_path, argv=None):
         if current_iter >= total_iters:
             break
         train_sampler.set_epoch(epoch)
+        # Creating an epoch's iterator draws from torch's RNG. A state saved mid-epoch was saved after that draw, so
+        # its RNG streams are restored once the iterator exists; one saved at an epoch's end, before the next draw.
+        if resume_state is not None and current_iter == epoch * iters_per_epoch:
+            model.restore_rng(resume_state)
+            resume_state = None
         prefetcher.reset()
-        if resume_state is not None:  # the iterator exists now: restore the RNG streams of the saved moment
+        if resume_state is not None:
             model.restore_rng(resume_state)
             resume_state = None
         train_data = prefetcher.next()

@@ -79,11 +79,19 @@ def merge_cfg_options(opt, cfg_options):
 def build_parser(description):
     parser = argparse.ArgumentParser(description=description)
     parser.add_argument('-opt', '--opt', required=True, help='path to the option YAML file')
-    parser.add_argument('--launcher', choices=['none', 'pytorch'], default='none',
-                        help='"pytorch" under torchrun (nccl on GPU, gloo on CPU)')
+    parser.add_argument(
+        '--launcher',
+        choices=['none', 'pytorch'],
+        default='none',
+        help='"pytorch" under torchrun (nccl on GPU, gloo on CPU)')
     parser.add_argument('--auto_resume', action='store_true', help='resume from the latest training state')
-    parser.add_argument('--cfg-options', nargs='+', action=DictAction, default=None, metavar='KEY=VALUE',
-                        help='override options, e.g. adapt.type=FullTrainable adapt.loss.type=Nbr2NbrLoss')
+    parser.add_argument(
+        '--cfg-options',
+        nargs='+',
+        action=DictAction,
+        default=None,
+        metavar='KEY=VALUE',
+        help='override options, e.g. adapt.type=FullTrainable adapt.loss.type=Nbr2NbrLoss')
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     return parser
 
@@ -93,8 +101,13 @@ def _registries():
 
     from .registry import ADAPTER_REGISTRY, NOISE_REGISTRY
     return dict(
-        arch=ARCH_REGISTRY, dataset=DATASET_REGISTRY, loss=LOSS_REGISTRY, metric=METRIC_REGISTRY,
-        model=MODEL_REGISTRY, adapter=ADAPTER_REGISTRY, noise=NOISE_REGISTRY)
+        arch=ARCH_REGISTRY,
+        dataset=DATASET_REGISTRY,
+        loss=LOSS_REGISTRY,
+        metric=METRIC_REGISTRY,
+        model=MODEL_REGISTRY,
+        adapter=ADAPTER_REGISTRY,
+        noise=NOISE_REGISTRY)
 
 
 def _check_type(registry, section, key, source):
