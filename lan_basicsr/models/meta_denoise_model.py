@@ -38,7 +38,7 @@ from torch.func import functional_call
 
 from lan_basicsr.utils.errors import OptionError
 from lan_basicsr.utils.registry import build_from_registry
-from .denoise_model import DenoiseModel, ProgressiveSchedule
+from .denoise_model import DenoiseModel
 
 __all__ = ['MetaDenoiseModel', 'FunctionalNet', 'InnerSGD', 'InnerAdam', 'build_inner_optimizer', 'adapt_parameters']
 
@@ -242,13 +242,7 @@ class MetaDenoiseModel(DenoiseModel):
 
     def optimize_parameters(self, current_iter):
         """One outer step: meta-gradients of the batch, averaged over ranks, clipped (``train.grad_clip``)."""
-        if self.progressive is not None:
-            mini_batch_size, gt_size = self.progressive(current_iter)
-            if self._progressive_stage != (mini_batch_size, gt_size):
-                self._progressive_stage = (mini_batch_size, gt_size)
-                get_root_logger().info(f'Progressive training from iteration {current_iter}: patch {gt_size}, '
-                                       f'mini-batch {mini_batch_size} per process.')
-            self.lq, self.gt = ProgressiveSchedule.crop(self.lq, self.gt, mini_batch_size, gt_size)
+        self.progressive_crop(current_iter)
         net = self.get_bare_model(self.net_g)
         net.train(not self.eval_mode)
         self.optimizer_g.zero_grad()

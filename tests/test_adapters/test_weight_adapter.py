@@ -11,14 +11,6 @@ from lan_basicsr.models.lan_model import adapt_image, build_adapter
 from lan_basicsr.utils.errors import OptionError
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(threads)
-
-
 def _net(seed=0):
     torch.manual_seed(seed)
     return DnCNN(3, 3, 4, 3, 'R').eval()

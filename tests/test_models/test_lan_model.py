@@ -22,14 +22,6 @@ NUM = 4
 NET = {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': 'R'}
 
 
-@pytest.fixture(autouse=True)
-def one_thread():
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)  # tiny tensors: threads only add contention (and nondeterministic timing)
-    yield
-    torch.set_num_threads(threads)
-
-
 @pytest.fixture
 def setup(tmp_path):
     """A paired folder, a 'pretrained' tiny DnCNN checkpoint and an option file inheriting options/_base_."""

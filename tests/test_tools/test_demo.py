@@ -22,7 +22,7 @@ def demo():
 
 def test_methods_are_data_driven(demo):
     opt = load_config(osp.join(ROOT, demo.DEFAULT_OPT))
-    assert [m['key'] for m in demo.demo_methods(opt)] == ['pretrained', 'lan', 'full']
+    assert [m['key'] for m in demo.demo_methods(opt)] == ['pretrained', 'lan', 'full', 'meta']
     assert [m['key'] for m in demo.demo_methods(opt, ['full'])] == ['full']
     opt['demo']['methods'].append({'key': 'meta', 'label': 'meta', 'cfg_options': {'adapt.type': 'FullTrainable'}})
     assert demo.demo_methods(opt)[-1]['key'] == 'meta'
