@@ -201,6 +201,16 @@ class DenoiseModel(PluginModelMixin, SRModel):
         if self.ema_decay > 0:
             self.model_ema(decay=self.ema_decay)
 
+    def test(self):
+        """Inference on the bare network (or the EMA copy): each rank scores its own images, so no forward may
+        issue collectives (a DDP-wrapped forward can broadcast buffers, which would stall on an uneven split)."""
+        net = self.net_g_ema if hasattr(self, 'net_g_ema') else self.get_bare_model(self.net_g)
+        was_training = net.training
+        net.eval()
+        with torch.no_grad():
+            self.output = net(self.lq)
+        net.train(was_training)
+
     def validation(self, dataloader, current_iter, tb_logger, save_img=False):
         dataset = dataloader.dataset
         dataset_name = dataset.opt['name']

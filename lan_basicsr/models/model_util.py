@@ -18,7 +18,7 @@ __all__ = ['PluginModelMixin', 'get_rng_state', 'set_rng_state', 'gather_rows']
 
 
 def get_rng_state():
-    """Python, NumPy and torch RNG states as tensors/ints only, so they load with ``weights_only=True``."""
+    """Python, NumPy, torch (and this process's CUDA device) RNG states as tensors/ints: ``weights_only`` loads them."""
     np_state = np.random.get_state()
     return {
         'python': list(random.getstate()[1]) + [random.getstate()[0]],
@@ -26,6 +26,7 @@ def get_rng_state():
         'numpy': torch.from_numpy(np_state[1].astype(np.int64)),
         'numpy_pos': int(np_state[2]),
         'torch': torch.get_rng_state(),
+        'cuda': torch.cuda.get_rng_state() if torch.cuda.is_available() and torch.cuda.is_initialized() else None,
     }
 
 
@@ -34,6 +35,8 @@ def set_rng_state(state):
     random.setstate((py[-1], tuple(py[:-1]), state['python_gauss']))
     np.random.set_state(('MT19937', state['numpy'].numpy().astype(np.uint32), state['numpy_pos'], 0, 0.0))
     torch.set_rng_state(state['torch'])
+    if state.get('cuda') is not None and torch.cuda.is_available():
+        torch.cuda.set_rng_state(state['cuda'])  # this process's device: dropout / drop-path on GPU resume exactly
 
 
 class PluginModelMixin:

@@ -148,10 +148,13 @@ def test_charbonnier_eps_is_configurable():
 
 
 def test_torchrun_inference_equals_single_process(tmp_path):
-    """A 2-process test job shards the images (5: uneven) and gathers scores equal to a single process's."""
+    """A 2-process test job shards the images (5: uneven) and gathers scores equal to a single process's.
+
+    BatchNorm (buffers) matters: a DDP-wrapped forward would broadcast them collectively and hang on the uneven split.
+    """
     pairs = make_paired_folder(str(tmp_path / 'pairs'), num=5, size=(20, 24))
     torch.manual_seed(0)
-    torch.save({'params': DnCNN(3, 3, 4, 3, 'R').state_dict()}, tmp_path / 'net.pth')
+    torch.save({'params': DnCNN(3, 3, 4, 3, 'BR').state_dict()}, tmp_path / 'net.pth')  # BatchNorm buffers
     opt = {
         'name': 'ddp_test',
         'model_type': 'DenoiseModel',
@@ -163,7 +166,7 @@ def test_torchrun_inference_equals_single_process(tmp_path):
             'out_nc': 3,
             'nc': 4,
             'nb': 3,
-            'act_mode': 'R'
+            'act_mode': 'BR'
         },
         'path': {
             'pretrain_network_g': str(tmp_path / 'net.pth')
