@@ -151,6 +151,9 @@ def validate_options(opt, source='options'):
         _check_type(reg['adapter'], adapt, 'adapt', source)
         if 'loss' in adapt:
             _check_type(reg['loss'], adapt['loss'], 'adapt.loss', source)
+    meta = opt.get('meta')
+    if isinstance(meta, dict) and 'inner_loss' in meta:
+        _check_type(reg['loss'], meta['inner_loss'], 'meta.inner_loss', source)
     for k, v in (opt.get('path') or {}).items():
         if v is not None and (k.startswith('pretrain_network') or k == 'resume_state') and not osp.isfile(v):
             raise OptionError(f'{source}: path.{k}: checkpoint "{v}" not found')
