@@ -17,9 +17,9 @@ from basicsr.utils import scandir
 from lan_basicsr.utils.errors import DataError, OptionError
 
 __all__ = [
-    'IMG_EXTENSIONS', 'decode_raw', 'decode_image', 'read_image_file', 'option_where', 'require_path', 'list_images',
-    'paired_paths_from_folders', 'read_lmdb_meta_info', 'check_lmdb_keys', 'paired_keys_from_lmdbs', 'fixed_crop',
-    'parse_crop_opt', 'train_crop_augment', 'load_image'
+    'IMG_EXTENSIONS', 'decode_raw', 'decode_image', 'read_file_bytes', 'read_image_file', 'option_where',
+    'require_path', 'list_images', 'paired_paths_from_folders', 'read_lmdb_meta_info', 'check_lmdb_keys',
+    'paired_keys_from_lmdbs', 'fixed_crop', 'parse_crop_opt', 'train_crop_augment', 'load_image'
 ]
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
@@ -68,14 +68,18 @@ def decode_image(buf, name):
     return img
 
 
-def read_image_file(path):
-    """Read and decode an image file (see :func:`decode_image`); a missing file is a :class:`DataError`."""
+def read_file_bytes(path):
+    """The bytes of ``path``; a missing or unreadable file is a :class:`DataError` naming it."""
     try:
         with open(path, 'rb') as f:
-            buf = f.read()
+            return f.read()
     except OSError as e:
         raise DataError(f'{path}: cannot read the file ({e.strerror or e})') from None
-    return decode_image(buf, path)
+
+
+def read_image_file(path):
+    """Read and decode an image file (see :func:`decode_image`); a missing file is a :class:`DataError`."""
+    return decode_image(read_file_bytes(path), path)
 
 
 def option_where(opt, key):

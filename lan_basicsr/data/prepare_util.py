@@ -23,7 +23,7 @@ from basicsr.utils.lmdb_util import LmdbMaker
 from tqdm import tqdm
 
 from lan_basicsr.utils.errors import DataError
-from .data_util import IMG_EXTENSIONS, decode_raw
+from .data_util import IMG_EXTENSIONS, decode_raw, read_file_bytes
 
 __all__ = [
     'crop_starts', 'tile_starts', 'crop_boxes', 'read_raw', 'encode_png', 'PairScan', 'PrepareSummary', 'scan_pairs',
@@ -54,12 +54,7 @@ def crop_boxes(h, w, size, step=None):
 # ------------------------------------------------------------------------------------------------------------ I/O
 def read_raw(path):
     """Decode an image as stored (dtype, channels, BGR order); unreadable or corrupt files are a DataError."""
-    try:
-        with open(path, 'rb') as f:
-            buf = f.read()
-    except OSError as e:
-        raise DataError(f'{path}: cannot read the file ({e.strerror or e})') from None
-    return decode_raw(buf, path)
+    return decode_raw(read_file_bytes(path), path)
 
 
 def encode_png(img, compress_level=1):
