@@ -65,41 +65,9 @@ CONFIGS = {
             'modulator': True
         },
     },
-    'full': {
-        'DnCNN': {
-            'type': 'DnCNN',
-            'in_nc': 3,
-            'out_nc': 3,
-            'nc': 64,
-            'nb': 20,
-            'act_mode': 'BR'
-        },
-        'Restormer': {
-            'type': 'Restormer',
-            'dim': 48,
-            'num_blocks': [4, 6, 6, 8],
-            'num_refinement_blocks': 4,
-            'heads': [1, 2, 4, 8],
-            'ffn_expansion_factor': 2.66,
-            'bias': False,
-            'LayerNorm_type': 'BiasFree'
-        },
-        'Uformer': {
-            'type': 'Uformer',
-            'img_size': 128,
-            'embed_dim': 32,
-            'depths': [1, 2, 8, 8, 2, 8, 8, 2, 1],
-            'num_heads': [1, 2, 4, 8, 16, 16, 8, 4, 2],
-            'win_size': 8,
-            'mlp_ratio': 4.,
-            'qkv_bias': True,
-            'token_projection': 'linear',
-            'token_mlp': 'leff',
-            'modulator': True,
-            'drop_path_rate': 0.1
-        },
-    },
 }
+# The released configurations: the network_g blocks of the official checkpoints, one source of truth.
+FULL_CONFIG_FILES = {'DnCNN': 'dncnn_sidd.yml', 'Restormer': 'restormer_sidd.yml', 'Uformer': 'uformer_b_sidd.yml'}
 LOSSES = ('ZSN2NLoss', 'Nbr2NbrLoss')
 METHODS = ('LAN', 'FullTrainable')
 METRICS = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0}, 'ssim': {'type': 'calculate_ssim', 'crop_border': 0}}
@@ -121,6 +89,14 @@ def _test_image(size, seed, device):
     clean = torch.nn.functional.interpolate(clean, size=(size, size), mode='bicubic', align_corners=False).clamp(0, 1)
     noisy = clean + 15 / 255 * torch.randn(clean.shape, generator=g)
     return noisy.to(device), clean.to(device)
+
+
+def arch_config(configs, arch):
+    """``network_g`` options of ``arch``: the small CPU config, or the released one from options/_base_/networks."""
+    if configs == 'small':
+        return CONFIGS['small'][arch]
+    from lan_basicsr.utils.options import load_config
+    return load_config(osp.join(ROOT, 'options', '_base_', 'networks', FULL_CONFIG_FILES[arch]))['network_g']
 
 
 def _build(arch_opt, device, seed=0):
@@ -145,6 +121,7 @@ def measure(args):
     from lan_basicsr.models.lan_model import build_adapter
     device = torch.device(args.device)
     torch.set_num_threads(args.threads)
+    arch_opt = arch_config(args.configs, args.arch)
     cpu = device.type == 'cpu'
     if cpu:
         with open('/proc/self/clear_refs', 'w') as f:
@@ -152,7 +129,7 @@ def measure(args):
         base = _rss_kib('VmRSS')
     else:
         torch.cuda.reset_peak_memory_stats(device)
-    net = _build(CONFIGS[args.configs][args.arch], device)
+    net = _build(arch_opt, device)
     loss_fn = LOSS_REGISTRY.get(args.loss)().to(device)
     adapter = build_adapter(net, {'type': args.method})
     lq, _ = _test_image(args.size, 0, device)
@@ -227,7 +204,7 @@ def compare_loops(args, arch, loss_name, device):
     from basicsr.utils.registry import LOSS_REGISTRY
 
     from lan_basicsr.models.lan_model import adapt_image, build_adapter
-    arch_opt = CONFIGS[args.configs][arch]
+    arch_opt = arch_config(args.configs, arch)
     loss_fn = LOSS_REGISTRY.get(loss_name)().to(device)
     with tempfile.TemporaryDirectory() as tmp:
         ckpt = osp.join(tmp, 'net.pth')
@@ -258,7 +235,7 @@ def compare_loops(args, arch, loss_name, device):
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--measure', nargs=3, metavar=('ARCH', 'LOSS', 'METHOD'), help=argparse.SUPPRESS)
-    parser.add_argument('--configs', choices=sorted(CONFIGS), default=None, help='default: full on CUDA, else small')
+    parser.add_argument('--configs', choices=['full', 'small'], default=None, help='default: full on CUDA, else small')
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--size', type=int, default=256, help='image side (default 256, as Table 2)')
     parser.add_argument('--steps', type=int, default=4, help='timed steps per measurement (best kept), after a warm-up')
