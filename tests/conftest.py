@@ -15,6 +15,11 @@ if ROOT not in sys.path:
 import lan_basicsr  # noqa: E402,F401  (registers everything before tests build from registries)
 
 
+def tiny_dncnn(act_mode='R'):
+    """``network_g`` options of the tiny DnCNN the tests train and adapt (a fresh dict: tests may modify it)."""
+    return {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': act_mode}
+
+
 def make_paired_folder(root, num=6, size=(24, 32), sigma=20, seed=0):
     """Write ``num`` clean/noisy PNG pairs under ``root/gt`` and ``root/lq`` (same file names); return root."""
     rng = np.random.default_rng(seed)

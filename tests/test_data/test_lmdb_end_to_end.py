@@ -9,6 +9,7 @@ import torch
 import yaml
 from basicsr.data import build_dataloader, build_dataset
 from basicsr.metrics import calculate_psnr
+from conftest import tiny_dncnn
 
 from lan_basicsr.data.prepare_util import prepare_sidd_lmdb, scan_sidd
 
@@ -93,7 +94,7 @@ def test_tiny_lan_test_job_on_prepared_lmdb(tmp_path):
     cv2.imwrite(str(scene / '0001_GT_SRGB_010.PNG'), gt)
     cv2.imwrite(str(scene / '0001_NOISY_SRGB_010.PNG'), 255 - gt)
     prepare_sidd_lmdb(scan_sidd(str(tmp_path / 'Data')), str(tmp_path / 'sidd'), size=64, overlap=48, progress=False)
-    net_opt = {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': 'R'}
+    net_opt = tiny_dncnn()
     net = ARCH_REGISTRY.get('DnCNN')(**{k: v for k, v in net_opt.items() if k != 'type'})
     torch.save({'params': net.state_dict()}, str(tmp_path / 'net.pth'))
     opt = {

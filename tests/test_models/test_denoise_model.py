@@ -9,6 +9,7 @@ import pytest
 import torch
 import yaml
 from basicsr.losses.basic_loss import CharbonnierLoss
+from conftest import tiny_dncnn
 
 from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.models.denoise_model import DenoiseModel, Mixup, ProgressiveSchedule
@@ -30,14 +31,7 @@ def _opt(train=None, batch_size=4, gt_size=16):
         'rank': 0,
         'world_size': 1,
         'path': {},
-        'network_g': {
-            'type': 'DnCNN',
-            'in_nc': 3,
-            'out_nc': 3,
-            'nc': 4,
-            'nb': 3,
-            'act_mode': 'R'
-        },
+        'network_g': tiny_dncnn(),
         'datasets': {
             'train': {
                 'batch_size_per_gpu': batch_size,
@@ -160,14 +154,7 @@ def test_torchrun_inference_equals_single_process(tmp_path):
         'model_type': 'DenoiseModel',
         'num_gpu': 0,
         'manual_seed': 0,
-        'network_g': {
-            'type': 'DnCNN',
-            'in_nc': 3,
-            'out_nc': 3,
-            'nc': 4,
-            'nb': 3,
-            'act_mode': 'BR'
-        },
+        'network_g': tiny_dncnn('BR'),
         'path': {
             'pretrain_network_g': str(tmp_path / 'net.pth')
         },

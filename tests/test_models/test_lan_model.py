@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, make_paired_folder
+from conftest import ROOT, make_paired_folder, tiny_dncnn
 
 from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.losses.zsn2n_loss import ZSN2NLoss
@@ -19,7 +19,7 @@ from lan_basicsr.utils.errors import OptionError
 
 STEPS = 3
 NUM = 4
-NET = {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': 'R'}
+NET = tiny_dncnn()
 
 
 @pytest.fixture

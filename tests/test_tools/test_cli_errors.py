@@ -5,6 +5,7 @@ from os import path as osp
 
 import pytest
 import yaml
+from conftest import tiny_dncnn
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
 
@@ -22,14 +23,7 @@ def _opt(paired_folder):
     return {
         'model_type': 'DenoiseModel',
         'num_gpu': 0,
-        'network_g': {
-            'type': 'DnCNN',
-            'in_nc': 3,
-            'out_nc': 3,
-            'nc': 4,
-            'nb': 3,
-            'act_mode': 'R'
-        },
+        'network_g': tiny_dncnn(),
         'datasets': {
             'test': {
                 'type': 'PairedImageDataset',

@@ -11,6 +11,7 @@ from os import path as osp
 import torch
 import yaml
 from basicsr.utils.lmdb_util import make_lmdb_from_imgs
+from conftest import tiny_dncnn
 
 from lan_basicsr.models.denoise_model import DenoiseModel
 from lan_basicsr.train import train_pipeline
@@ -25,14 +26,7 @@ def _opt(train_set, batch_size, save_freq):
         'model_type': 'DenoiseModel',
         'num_gpu': 0,
         'manual_seed': 3,
-        'network_g': {
-            'type': 'DnCNN',
-            'in_nc': 3,
-            'out_nc': 3,
-            'nc': 4,
-            'nb': 3,
-            'act_mode': 'R'
-        },
+        'network_g': tiny_dncnn(),
         'datasets': {
             'train': {
                 'name': 'tiny',

@@ -1,4 +1,5 @@
 import pytest
+from conftest import tiny_dncnn
 
 from lan_basicsr.utils.errors import OptionError
 from lan_basicsr.utils.options import load_config, load_yaml, merge_cfg_options, parse_options, validate_options
@@ -49,14 +50,7 @@ def test_cfg_options_override_nested_and_new_keys():
 def _minimal(paired_folder, **extra):
     opt = {
         'model_type': 'DenoiseModel',
-        'network_g': {
-            'type': 'DnCNN',
-            'in_nc': 3,
-            'out_nc': 3,
-            'nc': 4,
-            'nb': 3,
-            'act_mode': 'R'
-        },
+        'network_g': tiny_dncnn(),
         'datasets': {
             'test': {
                 'type': 'PairedImageDataset',
