@@ -40,6 +40,7 @@ from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, ch
 from .denoise_model import DenoiseModel, _image_name
 from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
                          write_settings, write_summary)
+from .tiling import build_tiled
 
 __all__ = ['LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_image', 'build_adapter', 'read_step_csv']
 
@@ -56,8 +57,9 @@ ADAPT_DEFAULTS = {
     'seed': 0,
     'report_steps': [0, 5, 10, 20],
     'save_offset': False,
+    'tile': None,  # {size, pad}: adapt in tiles (lan_basicsr/models/tiling.py); None = the whole image at once
 }
-_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset')  # the rest of adapt: goes to the adapter
+_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'tile')  # the rest of adapt: the adapter's
 _NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
 
@@ -182,6 +184,7 @@ class LANModel(DenoiseModel):
         self.steps = steps
         self.net = self.get_bare_model(self.net_g)
         self.net.eval()
+        self.net, adapt['tile'] = build_tiled(self.net, adapt['tile'])  # a transparent wrapper, or the network
         self.loss_fn = build_from_registry(LOSS_REGISTRY, adapt['loss'], where='adapt.loss').to(self.device)
         self.adapter = build_adapter(self.net, adapt)
         self.metrics_opt = (opt.get('val') or {}).get('metrics') or DEFAULT_METRICS
