@@ -40,11 +40,12 @@ from lan_basicsr.utils.errors import OptionError
 
 __all__ = [
     'TiledNetwork', 'tile_windows', 'receptive_radius', 'auto_pad', 'build_tiled', 'activation_bytes_per_pixel',
-    'choose_tile', 'GLOBAL_PAD', 'TILE_MULTIPLE'
+    'choose_tile', 'GLOBAL_PAD', 'TILE_MULTIPLE', 'WORKING_FACTOR'
 ]
 
 GLOBAL_PAD = 32  # context for networks whose receptive field is the whole image (HAT's tile_pad default)
 TILE_MULTIPLE = 8  # automatic tile sizes and pads are multiples of 8 (Restormer's down-sampling factor)
+WORKING_FACTOR = 2.2  # peak memory of a window / the tensors autograd saves in it (measured, embedded DnCNN, CPU)
 
 
 def tile_windows(length, size, pad):
@@ -233,22 +234,20 @@ def build_tiled(net, tile_opt, where='adapt.tile'):
 
 
 def activation_bytes_per_pixel(net, probe_size=128, channels=None):
-    """Bytes per input pixel that one forward + backward of ``net`` keeps (the tensors autograd saves), measured on
-    a ``probe_size`` square; times 1.5 for the transient buffers of the backward pass. ``net`` is left unchanged."""
+    """Bytes per input pixel of one forward + backward of ``net``: the tensors autograd saves on a ``probe_size``
+    square, times :data:`WORKING_FACTOR` for the gradients and buffers of the backward pass and the allocator's slack
+    (calibrated on the peak RSS of tiles of the embedded DnCNN, 2.0-2.3 KB/px). ``net`` is left unchanged."""
     x = _probe(net, probe_size, channels).requires_grad_(True)
-    seen, total = set(), [0]
+    storages = {}
 
     def pack(t):
-        key = (t.untyped_storage().data_ptr(), t.untyped_storage().nbytes())
-        if key not in seen:
-            seen.add(key)
-            total[0] += key[1]
+        storages[t.untyped_storage().data_ptr()] = t.untyped_storage().nbytes()
         return t
 
     with torch.enable_grad(), torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         y = net(x)
         torch.autograd.grad(y.sum(), x)
-    return 1.5 * (total[0] + 2 * y.numel() * y.element_size()) / probe_size**2
+    return WORKING_FACTOR * (sum(storages.values()) + 2 * y.numel() * y.element_size()) / probe_size**2
 
 
 def choose_tile(height, width, bytes_per_pixel, budget, pad, image_bytes_per_pixel=150, max_size=512, min_size=64):

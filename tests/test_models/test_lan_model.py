@@ -1,5 +1,6 @@
 """LANModel through the real test pipeline on a tiny DnCNN and generated 16x24 images (3 adaptation steps)."""
 import csv
+import json
 import logging
 import os
 from os import path as osp
@@ -250,6 +251,23 @@ def test_cfg_options_switch_method_and_loss(setup):
     # the same name with other settings is refused, naming what differs
     with pytest.raises(OptionError, match='adapt.type'):
         run(setup, 'adapt.type=LAN', name='full')
+
+
+@pytest.mark.parametrize('adapter,loss', [('LAN', 'ZSN2NLoss'), ('FullTrainable', 'Nbr2NbrLoss')])
+def test_tiled_run_equals_whole_image_run(setup, adapter, loss):
+    """adapt.tile through tools/test.py: tiles of 8 px on 16x24 images, pad from the receptive field (3 -> 8)."""
+    cfg = (f'adapt.type={adapter}', f'adapt.loss.type={loss}', 'adapt.lr=0.001')
+    run(setup, *cfg, name='whole')
+    model = run(setup, *cfg, 'adapt.tile.size=8', name='tiled')
+    assert type(model.net).__name__ == 'TiledNetwork' and (model.net.size, model.net.pad) == (8, 8)
+    whole, tiled = results(setup, 'whole'), results(setup, 'tiled')
+    assert [(r['image'], r['step']) for r in whole] == [(r['image'], r['step']) for r in tiled]
+    assert max(abs(float(a['psnr']) - float(b['psnr'])) for a, b in zip(whole, tiled)) < 1e-4
+    assert max(abs(float(a['psnr']) - float(b['psnr'])) for a, b in zip(whole, whole[1:])) > 1e-3  # it adapted
+    with open(osp.join(setup.root, 'results', 'tiled', 'adapt_run.json')) as f:
+        assert json.load(f)['adapt']['tile'] == {'size': 8, 'pad': 8}  # the resolved pad is part of the settings
+    with pytest.raises(OptionError, match='adapt.tile'):  # a tiled run never continues an untiled one's results
+        run(setup, *cfg, 'adapt.tile.size=8', name='whole')
 
 
 def test_save_offset(setup):

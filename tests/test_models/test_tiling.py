@@ -2,7 +2,6 @@
 transformers, transparent to the adapters, and through LANModel / tools/test.py."""
 import pytest
 import torch
-from conftest import tiny_dncnn
 
 from lan_basicsr.adapters.offset_adapter import LAN
 from lan_basicsr.adapters.weight_adapter import FirstLayer, FullTrainable, LastLayer
