@@ -44,17 +44,17 @@ def timed(cmd, **kwargs):
 
 
 def _last_lines(text, n=12):
-    return '\n'.join(line for line in text.replace('\r', '\n').splitlines() if line.strip()
-                     and '%|' not in line)[-4000:].splitlines()[-n:]
+    return '\n'.join(line for line in text.replace('\r', '\n').splitlines()
+                     if line.strip() and '%|' not in line)[-4000:].splitlines()[-n:]
 
 
 def score_against_mean(noisy_path, output_path, crop_prefix):
     """PSNR / SSIM (official: float, RGB, no crop) of the noisy photo and the output vs the ``_mean`` photo."""
     import cv2
     import numpy as np
+    from basicsr.metrics import calculate_psnr, calculate_ssim
 
     import lan_basicsr  # noqa: F401
-    from basicsr.metrics import calculate_psnr, calculate_ssim
     mean_path = noisy_path.replace('_Real.', '_mean.')
     if mean_path == noisy_path or not osp.isfile(mean_path):
         return None
@@ -77,8 +77,10 @@ def photo(args, path=None):
     print('$ ' + ' '.join(cmd), flush=True)
     code, text, wall, cpu, rss = timed(cmd)
     print('\n'.join(_last_lines(text)))
-    print(f'exit {code}; wall {wall:.0f} s ({wall / 60:.1f} min), CPU {cpu:.0f} s, peak RSS {rss / 2**30:.2f} GiB '
-          f'({os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "-")})', flush=True)
+    print(
+        f'exit {code}; wall {wall:.0f} s ({wall / 60:.1f} min), CPU {cpu:.0f} s, peak RSS {rss / 2**30:.2f} GiB '
+        f'({os.cpu_count()} cores, OMP_NUM_THREADS={os.environ.get("OMP_NUM_THREADS", "-")})',
+        flush=True)
     outputs = sorted(glob.glob(osp.join(args.out, 'denoised', osp.splitext(osp.basename(path))[0] + '_*.png')))
     outputs = [o for o in outputs if not o.endswith('_compare.png')]
     if code == 0 and outputs:
