@@ -33,5 +33,6 @@ setup(
     python_requires='>=3.8',
     install_requires=read_requirements(),
     extras_require={'dev': ['pytest', 'flake8', 'isort', 'yapf']},
+    entry_points={'console_scripts': ['lan-denoise=lan_basicsr.denoise:cli']},
     license='Apache-2.0',
     zip_safe=False)

@@ -175,6 +175,12 @@ def output_name(path, suffix, ext):
     return f'{stem}_{suffix}.{ext}' if suffix else f'{stem}.{ext}'
 
 
+def compare_name(name):
+    """``<output stem>_compare.<ext>``: the side-by-side image of output ``name``."""
+    stem, ext = osp.splitext(name)
+    return f'{stem}_compare{ext}'
+
+
 def compare_image(panels, labels):
     """Panels (BGR HWC, same size and dtype) side by side under a band with their labels."""
     h, w = panels[0].shape[:2]
@@ -207,10 +213,13 @@ class Manifest:
             except (OSError, ValueError, AttributeError):
                 self.entries = {}  # unreadable: every photo is redone
 
-    def done(self, name, source, settings, folder):
+    def done(self, name, source, settings, folder, needed):
+        """Whether output ``name`` exists, was made from ``source`` with ``settings`` and with the ``needed`` files."""
         entry = self.entries.get(name)
-        return (entry is not None and entry.get('input') == source and entry.get('settings') == settings
-                and all(osp.isfile(osp.join(folder, f)) for f in entry.get('files', [name])))
+        if entry is None or entry.get('input') != source or entry.get('settings') != settings:
+            return False
+        files = entry.get('files', [])
+        return set(needed) <= set(files) and all(osp.isfile(osp.join(folder, f)) for f in files)
 
     def record(self, name, source, settings, files):
         self.entries[name] = {'input': source, 'settings': settings, 'files': files}
@@ -452,8 +461,7 @@ def denoise_photo(model, path, out_path, args, method, tile, budget, bpp, step_b
         noisy = to_integers(lq, out_bits)
         panels = [noisy, adapted] if pretrained is None else [noisy, pretrained, adapted]
         labels = ['noisy', 'pretrained'] + ([] if pretrained is None else [f'{method}, {model.steps} steps'])
-        stem, dot_ext = osp.splitext(out_path)
-        compare_path = f'{stem}_compare{dot_ext}'
+        compare_path = compare_name(out_path)
         write_image(compare_path, compare_image(panels, labels), args.jpg_quality)
         files.append(osp.basename(compare_path))
     return files, f'{w}x{h}, {note}'
@@ -516,7 +524,8 @@ def main(argv=None):
             for name, path in bar:
                 out_path = osp.join(output, name)
                 source = _file_id(path)
-                if not args.overwrite and manifest.done(name, source, settings, output):
+                needed = [name] + ([compare_name(name)] if args.compare else [])
+                if not args.overwrite and manifest.done(name, source, settings, output, needed):
                     skipped.append(path)
                     continue
                 t0 = time.time()

@@ -99,7 +99,13 @@ def test_interrupted_run_continues_where_it_stopped(photos, tmp_path, monkeypatc
     assert 'lan-denoise: 1 done, 0 failed, 1 skipped (already done)' in capsys.readouterr().out
     for name in ('b_photo_lan.png', 'c_fotó ü_lan.png'):
         assert (out / name).read_bytes() == (tmp_path / 'whole' / name).read_bytes()
-    # other settings: not skipped; a changed input: redone too
+    # other settings, a --compare image not made before, a changed input or --overwrite: redone
+    for extra in (['--steps', '1'], ['--steps', '1', '--compare'], ['--steps', '1', '--compare', '--overwrite']):
+        assert main(['-i', str(photos / 'b_photo.png'), '-o', str(out)] + extra) == 0
+        assert 'lan-denoise: 1 done, 0 failed, 0 skipped' in capsys.readouterr().out
+    assert main(['-i', str(photos / 'b_photo.png'), '-o', str(out), '--steps', '1']) == 0  # compare made: not needed
+    assert 'lan-denoise: 0 done, 0 failed, 1 skipped' in capsys.readouterr().out
+    cv2.imwrite(str(photos / 'b_photo.png'), _photo(seed=5))
     assert main(['-i', str(photos / 'b_photo.png'), '-o', str(out), '--steps', '1']) == 0
     assert 'lan-denoise: 1 done, 0 failed, 0 skipped' in capsys.readouterr().out
     with open(out / '.lan-denoise.json', encoding='utf-8') as f:
