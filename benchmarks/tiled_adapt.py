@@ -32,16 +32,9 @@ ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
 if ROOT not in sys.path:
     sys.path.insert(0, ROOT)
 
-RESTORMER_SMALL = {
-    'type': 'Restormer',
-    'dim': 8,
-    'num_blocks': [1, 1, 1, 2],
-    'num_refinement_blocks': 1,
-    'heads': [1, 1, 2, 2],
-    'ffn_expansion_factor': 2.66,
-    'bias': False,
-    'LayerNorm_type': 'BiasFree'
-}
+from adapt_cost import CONFIGS  # noqa: E402  (benchmarks/ is the script's folder, first on sys.path)
+
+RESTORMER_SMALL = CONFIGS['small']['Restormer']  # the CPU-sized Restormer of adapt_cost.py
 ANCHORS = {'DnCNN': [1, 2], 'Restormer': [0.0625, 0.125]}  # untiled sizes (MP) that fit safely everywhere
 GIB = 2**30
 
