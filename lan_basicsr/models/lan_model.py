@@ -13,7 +13,10 @@ Outputs under ``results/<name>/``:
 - ``summary.csv`` (``dataset,step,psnr,ssim,images``): means over images at ``adapt.report_steps`` (plus N), also
   logged as a table.
 - ``visualization/<dataset>/<image>.png``: the final denoised images; with ``adapt.save_offset`` also
-  ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ), float32 CHW.
+  ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ), float32 CHW; with
+  ``adapt.save_compare`` also ``compare/<dataset>/<image>_{noisy,step0,gt}.png`` (the noisy input, the step-0 output
+  of the reset network, the GT when there is one), for side-by-side pictures (``lan_basicsr.report``).
+- ``report.json``: the option file's ``report`` section (display label, training noise of the network), when given.
 - ``adapt_run.json``: the settings that determine the numbers; a rerun with other settings under the same name is
   refused instead of silently mixing results.
 
@@ -69,9 +72,11 @@ ADAPT_DEFAULTS = {
     'seed': 0,
     'report_steps': [0, 5, 10, 20],
     'save_offset': False,
+    'save_compare': False,
 }
-_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset')  # the rest of adapt: goes to the adapter
-_NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
+# the rest of adapt: goes to the adapter
+_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare')
+_NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
 FIELDS = ('dataset', 'image', 'step', 'psnr', 'ssim', 'loss')
 SUMMARY_FIELDS = ('dataset', 'step', 'psnr', 'ssim', 'images')
@@ -90,7 +95,7 @@ class AdaptResult(NamedTuple):
 def build_adapter(net, adapt_opt):
     """Build ``ADAPTER_REGISTRY[adapt.type]`` for the bare ``net`` from the ``adapt`` section.
 
-    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_offset) is an argument of the
+    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_*) is an argument of the
     adapter (``lr``, ``optim``, ``layer``, ``init_path``, ...); an unknown one is an :class:`OptionError` unless its
     value is null (so a base file can list ``layer: null`` for every adapter type).
     """
@@ -422,6 +427,10 @@ class LANModel(DenoiseModel):
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
             self._write_signature()
+            if self.opt.get('report'):
+                _atomic_write(
+                    osp.join(self.results_root, 'report.json'),
+                    json.dumps(self.opt['report'], indent=2) + '\n')
             groups = store.consolidate([dataset_name])
             done = {image for (ds, image) in groups if ds == dataset_name}
             resumed = [rows for (ds, _), rows in groups.items() if ds == dataset_name and rows[0][3]]
@@ -465,6 +474,8 @@ class LANModel(DenoiseModel):
                 os.makedirs(folder, exist_ok=True)
                 np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
                 np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
+            if self.adapt_opt.get('save_compare'):
+                self._save_compare(data, dataset_name, image)
             store.append(_image_csv(dataset_name, image, result, self.steps))  # after the image: done = all saved
             if not math.isnan(result.psnr[0]):
                 psnr_first.append(result.psnr[0])
@@ -500,6 +511,18 @@ class LANModel(DenoiseModel):
         gt = data['gt'].to(self.device) if 'gt' in data else None
         generator = torch.Generator().manual_seed(self.adapt_opt['seed'] + index)
         return adapt_image(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generator, self.metrics_opt, image)
+
+    def _save_compare(self, data, dataset_name, image):
+        """Save the noisy input, the GT and the step-0 output (one no-grad forward after resetting the adapter)."""
+        folder = osp.join(self.results_root, 'compare', dataset_name)
+        lq = data['lq'].to(self.device)
+        self.adapter.reset(lq)  # back to the reset point: the network (and input) that step 0 scored
+        with torch.no_grad():
+            step0 = self.net(self.adapter.adapted_input(lq))
+        images = {'noisy': data['lq'], 'step0': step0, 'gt': data.get('gt')}
+        for kind, tensor in images.items():
+            if tensor is not None:
+                imwrite(tensor2img(tensor.detach().cpu()), osp.join(folder, f'{image}_{kind}.png'))
 
     def _write_summary(self, summary):
         buf = io.StringIO()
