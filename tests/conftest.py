@@ -54,8 +54,9 @@ REPORT_STEPS = 3
 
 
 def make_report_runs(root):
-    """Two tiny LANModel runs (LAN and FullTrainable, 3 steps, 4 images) on one paired folder, with every picture a
-    report uses (save_offset, save_compare) and a declared training noise; returns ``{key: results folder}``."""
+    """Tiny LANModel runs on one paired folder (4 images): LAN and FullTrainable (3 steps) and the pretrained network
+    (0 steps), with every picture a report uses (save_offset, save_compare) and a declared training noise; returns
+    ``{key: results folder}`` (keys lan, full, pre)."""
     import yaml
 
     from lan_basicsr.archs.dncnn_arch import DnCNN
@@ -97,7 +98,7 @@ def make_report_runs(root):
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:
         yaml.safe_dump(opt, f)
-    runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001']}
+    runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001'], 'pre': ['adapt.steps=0']}
     for key, cfg in runs.items():
         test_pipeline(root, argv=['-opt', opt_path, '--cfg-options', f'name=toy_{key}', *cfg])
     folders = {key: osp.join(root, 'results', f'toy_{key}') for key in runs}

@@ -52,6 +52,18 @@ class Table1:
                 return c
         return None
 
+    def get(self, dataset, network, method, loss, step):
+        """The cell of one row (network, method) and column (loss, step; loss '' at step 0), or None."""
+        return self._index.get((dataset, network, method, '' if step == 0 else loss, step))
+
+    def column_title(self, loss, step):
+        """The column's heading: ``k = 0``, or ``<loss> k = <step>``."""
+        return self._column_title(loss, step)
+
+    def networks(self, dataset):
+        """The networks of ``dataset``'s rows (a network column is shown when there are several)."""
+        return self._networks(dataset)
+
     def columns(self):
         """``[(loss, step), ...]`` in display order: step 0 once, then each loss's adapted steps."""
         cols = [('', 0)] if 0 in self.steps else []
