@@ -101,28 +101,7 @@ def make_report_runs(root):
     runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001'], 'pre': ['adapt.steps=0']}
     for key, cfg in runs.items():
         test_pipeline(root, argv=['-opt', opt_path, '--cfg-options', f'name=toy_{key}', *cfg])
-    folders = {key: osp.join(root, 'results', f'toy_{key}') for key in runs}
-    for folder in folders.values(
-    ):  # TODO(main): LANModel writes inputs.csv itself once the results-store refactor lands
-        if not osp.isfile(osp.join(folder, 'inputs.csv')):
-            _write_inputs_csv(opt['datasets']['test'], osp.join(folder, 'inputs.csv'))
-    return folders
-
-
-def _write_inputs_csv(ds_opt, path):
-    from basicsr.data import build_dataset
-
-    from lan_basicsr.metrics import score_images
-    dataset = build_dataset({**ds_opt, 'phase': 'test'})
-    metrics = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
-    lines = ['dataset,image,psnr,ssim']
-    for i in range(len(dataset)):
-        item = dataset[i]
-        s = score_images(item['lq'][None], item['gt'][None], metrics)
-        name = osp.splitext(osp.basename(item['lq_path']))[0]
-        lines.append(f'{ds_opt["name"]},{name},{s["psnr"]:.6f},{s["ssim"]:.6f}')
-    with open(path, 'w') as f:
-        f.write('\n'.join(lines) + '\n')
+    return {key: osp.join(root, 'results', f'toy_{key}') for key in runs}
 
 
 @pytest.fixture(scope='session')

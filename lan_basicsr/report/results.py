@@ -17,7 +17,7 @@ from os import path as osp
 import numpy as np
 from basicsr.utils import get_root_logger
 
-from lan_basicsr.models.lan_model import read_step_csv
+from lan_basicsr.models.step_store import read_inputs_csv, read_step_csv
 from lan_basicsr.utils.errors import DataError, OptionError
 
 __all__ = ['Run', 'load_runs', 'check_comparable', 'method_label', 'loss_label', 'METHOD_LABELS', 'LOSS_LABELS']
@@ -143,15 +143,13 @@ class Run:
 
     @staticmethod
     def _read_inputs(path):
+        try:
+            scores = read_inputs_csv(path)
+        except OptionError as e:
+            raise DataError(str(e)) from None
         inputs = {}
-        if not osp.isfile(path):
-            return inputs
-        with open(path, newline='', encoding='utf-8') as f:
-            reader = csv.DictReader(f)
-            if not {'dataset', 'image', 'psnr', 'ssim'} <= set(reader.fieldnames or ()):
-                raise DataError(f'{path}: expected columns dataset,image,psnr,ssim, got {reader.fieldnames}')
-            for row in reader:
-                inputs.setdefault(row['dataset'], {})[row['image']] = (_float(row['psnr']), _float(row['ssim']))
+        for (dataset, image), value in scores.items():
+            inputs.setdefault(dataset, {})[image] = value
         return inputs
 
     @staticmethod
