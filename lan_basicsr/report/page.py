@@ -18,9 +18,9 @@ h3 { margin-bottom: 6px; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 0.92em; }
 th, td { border: 1px solid #d0d0d0; padding: 4px 10px; text-align: right; white-space: nowrap; }
 th { background: #f3f3f3; } td.l, th.l { text-align: left; }
-td b { color: #0a5d00; }
+td b { color: #0a5d00; } td.wrap { white-space: normal; word-break: break-all; max-width: 420px; }
 .note { color: #555; font-size: 0.92em; }
-figure { margin: 12px 0 24px; } figure img.plot { max-width: 100%; border: 1px solid #eee; }
+figure { margin: 12px 0 24px; } figure img.plot { max-width: min(100%, 980px); border: 1px solid #eee; }
 figcaption { color: #555; font-size: 0.9em; }
 .zoomrow { display: flex; flex-wrap: wrap; gap: 10px; margin: 6px 0 4px; }
 .panel { display: flex; flex-direction: column; }
@@ -268,11 +268,11 @@ def write_page(path, title, runs, labels, table, gains, figures, noise, pictures
              '<th class="l">network</th><th class="l">checkpoint</th></tr>')
     for run in runs:
         adapt = run.settings.get('adapt') or {}
-        page.add(f'<tr><td class="l">{escape(labels[run.folder])}</td><td class="l">{escape(run.folder)}</td>'
+        page.add(f'<tr><td class="l">{escape(labels[run.folder])}</td><td class="l wrap">{escape(run.folder)}</td>'
                  f'<td class="l">{escape(str(adapt.get("type")))}</td><td class="l">{escape(run.loss)}</td>'
                  f'<td>{run.steps}</td><td class="l">{escape(str(adapt.get("lr")))}</td>'
                  f'<td class="l">{escape(run.network)}</td>'
-                 f'<td class="l">{escape(str(run.settings.get("pretrain_network_g")))}</td></tr>')
+                 f'<td class="l wrap">{escape(str(run.settings.get("pretrain_network_g")))}</td></tr>')
     page.add('</table><p class="note">Made by <code>tools/report.py</code> from the results folders only; nothing '
              'was recomputed.</p>')
     page.add(f'<script>{SCRIPT}</script></body></html>\n')
