@@ -89,6 +89,8 @@ def _noise_figures(runs, out, images_per_dataset, labels):
     """Fig. 4 (a few images) and Fig. 6 (pooled) per run and dataset with saved offsets; returns page entries."""
     entries, stats_rows = [], []
     for run in runs:
+        if run.steps == 0:  # nothing adapted: the offset is zero, before == after
+            continue
         for ds in run.datasets:
             names = run.offset_images(ds)
             if not names:

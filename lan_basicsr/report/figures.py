@@ -7,6 +7,7 @@ option file's ``report.train_noise`` (recorded in ``report.json``); the network 
 """
 import math
 import os
+import textwrap
 from os import path as osp
 
 import cv2
@@ -97,7 +98,8 @@ def fig5(runs, dataset):
             axes[row, col].grid(alpha=0.3)
             axes[row, col].xaxis.set_major_locator(MaxNLocator(integer=True))
             axes[row, col].set_xlim(0, max(longest, 1))
-    axes[0, 0].legend(fontsize=8, loc='best')
+    handles, names = axes[0, 0].get_legend_handles_labels()
+    fig.legend(handles, names, loc='outside lower center', ncol=min(len(names), 2), fontsize=9)
     n = len(runs[0].images(dataset))
     noisy = _noisy_mean(runs, dataset)
     noisy = f'; noisy input {noisy[0]:.2f} dB / {noisy[1]:.4f}' if noisy else ''
@@ -122,8 +124,13 @@ def gains_figure(runs, dataset):
     if not runs:
         return None
     n = len(runs[0].images(dataset))
-    fig = Figure(figsize=(min(14, max(9, 0.3 * n + 4)), 0.6 + 2.8 * len(runs)), layout='constrained')
-    axes = fig.subplots(len(runs), 1, squeeze=False, sharey=True)[:, 0]
+    side = n <= 12  # few images: the methods side by side; many: one wide panel per method, stacked
+    if side:
+        fig = Figure(figsize=(min(15, 1.2 + 4.4 * len(runs)), 4.2), layout='constrained')
+        axes = fig.subplots(1, len(runs), squeeze=False, sharey=True)[0]
+    else:
+        fig = Figure(figsize=(min(14, max(9, 0.3 * n + 4)), 0.6 + 2.8 * len(runs)), layout='constrained')
+        axes = fig.subplots(len(runs), 1, squeeze=False, sharey=True)[:, 0]
     for ax, run in zip(axes, runs):
         curves = run.curves(dataset)
         gain = curves[:, -1, 0] - curves[:, 0, 0]
@@ -131,27 +138,32 @@ def gains_figure(runs, dataset):
         names = [run.images(dataset)[i] for i in order]
         colour = np.where(gain[order] > 0, 'tab:green', np.where(gain[order] < 0, 'tab:red', 'tab:gray'))
         x = np.arange(n)
-        ax.bar(x, gain[order], color=colour, width=0.8 if n <= 200 else 1.0, lw=0)
+        bars = ax.bar(x, gain[order], color=colour, width=0.8 if n <= 200 else 1.0, lw=0)
+        if side:  # few bars: print each gain (a -0.001 dB bar is invisible but counts as "hurts")
+            ax.bar_label(bars, fmt='%+.3f', fontsize=7, padding=2)
         ax.axhline(0, color='black', lw=0.8)
         noisy = [run.noisy(dataset, im) for im in run.images(dataset)]
         below = ''
         if all(v is not None for v in noisy):
             worse = curves[:, -1, 0] < np.array([v[0] for v in noisy])
             ax.plot(x[worse[order]], gain[order][worse[order]], 'v', color='black', ms=5)
-            below = f'; {int(worse.sum())} end below their noisy input (▼)'
+            below = f'; {int(worse.sum())} end below their noisy input' + (' (▼)' if worse.any() else '')
         helps, hurts = int((gain > 0).sum()), int((gain < 0).sum())
-        head = f'{labels[run.folder]}: helps {helps} of {n} images, hurts {hurts}'
-        tail = f'mean {gain.mean():+.3f} dB{below}'
-        title = f'{head}; {tail}' if len(head) + len(tail) < 95 else f'{head};\n{tail}'
-        ax.set_title(title, fontsize=10, color=colours[run.folder])
-        ax.set_ylabel(f'PSNR gain, step {run.steps} − 0 (dB)')
+        width = 48 if side else 95
+        head = '\n'.join(textwrap.wrap(labels[run.folder], width))
+        body = f'helps {helps} of {n} images, hurts {hurts}; mean {gain.mean():+.3f} dB{below}'
+        body = '\n'.join(textwrap.wrap(body, width))
+        ax.set_title(f'{head}\n{body}', fontsize=9, color=colours[run.folder])
+        if ax is axes[0] or not side:
+            ax.set_ylabel(f'PSNR gain, step {run.steps} − 0 (dB)')
         ax.grid(axis='y', alpha=0.3)
         ax.set_xlim(-0.6, n - 0.4)
         if n <= 40:
-            ax.set_xticks(x, names, rotation=90, fontsize=7)
+            ax.set_xticks(x, names, rotation=90 if n > 6 else 0, fontsize=7 if n > 6 else 8)
         else:
             ax.set_xticks([])
-    axes[-1].set_xlabel(f'{dataset}: images, sorted by gain')
+        if side or ax is axes[-1]:
+            ax.set_xlabel(f'{dataset}: images, sorted by gain')
     return fig
 
 

@@ -17,10 +17,11 @@ h1 { font-size: 1.6em; margin: 24px 0 4px; } h2 { margin-top: 36px; border-botto
 h3 { margin-bottom: 6px; }
 table { border-collapse: collapse; margin: 8px 0 16px; font-size: 0.92em; }
 th, td { border: 1px solid #d0d0d0; padding: 4px 10px; text-align: right; white-space: nowrap; }
-th { background: #f3f3f3; } td.l, th.l { text-align: left; }
+th { background: #f3f3f3; white-space: normal; } td.l, th.l { text-align: left; }
 td b { color: #0a5d00; } td.wrap { white-space: normal; word-break: break-all; max-width: 420px; }
 .note { color: #555; font-size: 0.92em; }
 figure { margin: 12px 0 24px; } figure img.plot { max-width: min(100%, 980px); border: 1px solid #eee; }
+figure img.wide { max-width: 100%; }
 figcaption { color: #555; font-size: 0.9em; }
 .zoomrow { display: flex; flex-wrap: wrap; gap: 10px; margin: 6px 0 4px; }
 .panel { display: flex; flex-direction: column; }
@@ -163,9 +164,10 @@ def _gains_html(page, gains):
     page.add('</table>')
 
 
-def _figure(page, files, caption):
+def _figure(page, files, caption, wide=False):
     png, svg = files
-    page.add(f'<figure><a href="{page.link(png)}"><img class="plot" src="{page.link(png)}" alt="{escape(caption)}">'
+    kind = 'plot wide' if wide else 'plot'
+    page.add(f'<figure><a href="{page.link(png)}"><img class="{kind}" src="{page.link(png)}" alt="{escape(caption)}">'
              f'</a><figcaption>{escape(caption)} (<a href="{page.link(svg)}">SVG</a>)</figcaption></figure>')
 
 
@@ -186,7 +188,8 @@ def noise_verdict(stats):
 def _pictures_html(page, pictures):
     for entry in pictures:
         h, w = read_rgb(entry['panels'][0][1]).shape[:2]
-        width = 256 if max(h, w) <= 512 else 320
+        # one row on a ~1400 px window: up to 256 px per panel, narrower when there are many panels
+        width = max(120, min(256, (1300 - 10 * (len(entry['panels']) - 1)) // len(entry['panels'])))
         height = round(width * h / w)
         page.add(f'<div class="picture"><h3>{escape(entry["dataset"])} / {escape(entry["image"])}</h3>'
                  f'<div class="tools note">zoom <span class="zoomlevel"></span>: scroll on a picture, drag to pan, '
@@ -259,9 +262,13 @@ def write_page(path, title, runs, labels, table, gains, figures, noise, pictures
             spec = ', '.join(f'{k}={v}' for k, v in spec.items()) if spec else 'not declared'
             page.add(f'<h3>{escape(labels[run.folder])} on {escape(entry["dataset"])}</h3><p>Training noise: '
                      f'{escape(spec)}. {escape(noise_verdict(entry["stats"]))}</p>')
-            _figure(page, entry['fig6'], f'{entry["dataset"]}: noise histograms pooled over {entry["images"]} images')
+            _figure(
+                page,
+                entry['fig6'],
+                f'{entry["dataset"]}: noise histograms pooled over {entry["images"]} images',
+                wide=True)
             for image, files, stats in entry['fig4']:
-                _figure(page, files, f'{image}: {noise_verdict(stats)}')
+                _figure(page, files, f'{image}: {noise_verdict(stats)}', wide=True)
 
     page.add('<h2 id="runs">Runs</h2><table><tr><th class="l">label</th><th class="l">results folder</th>'
              '<th class="l">adapt.type</th><th class="l">loss</th><th>steps</th><th class="l">lr</th>'

@@ -30,7 +30,7 @@ def test_fig5_one_line_per_method_at_the_means(runs):
     psnr_axes = fig.axes[0]
     lines = [line for line in psnr_axes.get_lines() if line.get_gid() == METHOD_GID]
     assert [line.get_label() for line in lines] == ['Pretrained', 'LAN', 'Full-trainable']
-    assert [t.get_text() for t in psnr_axes.get_legend().get_texts()] == ['Pretrained', 'LAN', 'Full-trainable']
+    assert [t.get_text() for t in fig.legends[0].get_texts()] == ['Pretrained', 'LAN', 'Full-trainable']
     assert psnr_axes.get_ylabel() == 'mean PSNR (dB)'
     assert fig.axes[2].get_xlabel() == 'adaptation step k (optimiser updates)'
     pre, lan, full = lines
@@ -51,7 +51,7 @@ def test_gains_figure_sorted_bars_and_below_noisy_marks(runs):
         below = sum(curves[i, -1, 0] < run.noisy('toy', im)[0] for i, im in enumerate(run.images('toy')))
         marks = [line for line in ax.get_lines() if line.get_marker() == 'v']
         assert len(marks[0].get_xdata()) == below
-        assert ax.get_title().startswith(f'{run.method}: helps {int((gains > 0).sum())} of 4 images')
+        assert ax.get_title().startswith(f'{run.method}\nhelps {int((gains > 0).sum())} of 4 images')
 
 
 def test_noise_residuals_from_saved_offsets_and_pictures(runs, tmp_path):
