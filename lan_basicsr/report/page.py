@@ -248,7 +248,7 @@ def write_page(path, title, runs, labels, table, gains, figures, noise, pictures
                  '(from <code>inputs.csv</code>; blank where the run has none).</p>')
     for entry in figures:
         if 'gains' in entry:
-            _figure(page, entry['gains'], f'{entry["dataset"]}: PSNR gain per image, sorted')
+            _figure(page, entry['gains'], f'{entry["dataset"]}: PSNR gain per image, sorted', wide=True)
 
     if noise:
         page.add('<h2 id="noise">Noise before and after adaptation (Fig. 4 / Fig. 6)</h2><p class="note">Noise '
