@@ -86,13 +86,12 @@ def _state_dict(spandrel, path, param_key):
             raise CheckpointError(f'{path}: no entry "{param_key}" (network_g.param_key); top-level keys: '
                                   f'{", ".join(map(str, list(ckpt)[:_MAX_LISTED]))}')
         ckpt = ckpt[param_key]
-    state = spandrel.canonicalize_state_dict(ckpt)
-    tensors = {k: v for k, v in state.items() if torch.is_tensor(v)} if isinstance(state, dict) else {}
-    if not tensors or len(tensors) != len(state):
-        keys = ', '.join(map(str, list(ckpt)[:_MAX_LISTED]))
-        raise CheckpointError(f'{path}: found no state dict of tensors (top-level keys: {keys}); name the entry '
-                              'holding the weights with network_g.param_key')
-    return dict(tensors)  # a fresh dict: some spandrel loaders rename keys in place
+    state = spandrel.canonicalize_state_dict(ckpt) if isinstance(ckpt, dict) else None
+    if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
+        keys = ', '.join(map(str, list(ckpt)[:_MAX_LISTED])) if isinstance(ckpt, dict) else type(ckpt).__name__
+        raise CheckpointError(f'{path}: found no state dict (a mapping of names to tensors only; found: {keys}); '
+                              'name the entry holding the weights with network_g.param_key')
+    return dict(state)  # a fresh dict: some spandrel loaders rename keys in place
 
 
 def _detect(registry, state, path, version):
@@ -141,6 +140,15 @@ def pad_to_requirements(x, requirements):
     if pad_w > reflect_w or pad_h > reflect_h:
         x = F.pad(x, (0, pad_w - reflect_w, 0, pad_h - reflect_h), mode='replicate')
     return x
+
+
+def _describe(requirements):
+    parts = [f'minimum {requirements.minimum}'] if requirements.minimum else []
+    if requirements.multiple_of > 1:
+        parts.append(f'multiple of {requirements.multiple_of}')
+    if requirements.square:
+        parts.append('square')
+    return ', '.join(parts) or 'none'
 
 
 def _strip_inner_prefix(module, state_dict, prefix, local_metadata):
@@ -200,13 +208,10 @@ class SpandrelNet(nn.Module):
         self.path = path
         self.register_state_dict_post_hook(_strip_inner_prefix)
         self.register_load_state_dict_pre_hook(_add_inner_prefix)
-        req = self.size_requirements
-        needs = 'none' if req.none else (f'minimum {req.minimum}, multiple of {req.multiple_of}'
-                                         f'{", square" if req.square else ""}')
         params = sum(p.numel() for p in self.model.parameters())
         get_root_logger().info(f'SpandrelNet: {path} is {arch} ({", ".join(self.tags) or "no tags"}; spandrel '
                                f'{spandrel.__version__}), {self.in_channels} channels, {params:,} parameters, size '
-                               f'requirements: {needs}' +
+                               f'requirements: {_describe(self.size_requirements)}' +
                                ('' if noise_level is None else f', noise level {noise_level:g}'))
         if arch == 'Uformer':
             get_root_logger().warning(

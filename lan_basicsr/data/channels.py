@@ -36,7 +36,7 @@ def match_network_channels(net, datasets, network='network_g'):
     :class:`OptionError` naming the dataset option and the fix. Returns the network's mode (None if unknown).
     """
     channels = network_in_channels(net)
-    arch = type(net).__name__
+    arch = type(net).__name__ + (f': {net.arch}' if isinstance(getattr(net, 'arch', None), str) else '')
     if channels is None:
         get_root_logger().warning(f'{network} ({arch}): input channels unknown (no in_channels attribute, no Conv2d); '
                                   'the datasets keep their color option (default rgb)')

@@ -177,7 +177,7 @@ def test_first_and_last_layer_found_in_forward_order(release):
         assert [id(p) for p in adapt.trainable_parameters()] == [id(p) for p in own]
 
 
-def test_noise_level_map_of_drunet(tmp_path):
+def test_noise_level_map_of_drunet_and_fdncnn(tmp_path):
     net = DRUNet(in_nc=2, out_nc=1, nc=[4, 8, 16, 32], nb=2, act_mode='R').eval()
     path = str(tmp_path / 'drunet_gray.pth')
     torch.save(net.state_dict(), path)
@@ -188,6 +188,13 @@ def test_noise_level_map_of_drunet(tmp_path):
         assert torch.equal(wrapped(x), net(torch.cat([x, torch.full_like(x, 50 / 255.)], 1)))
     with pytest.raises(OptionError, match='noise_level: expected a number'):
         SpandrelNet(path, noise_level='high')
+    fdncnn = SpandrelDnCNN(in_nc=4, out_nc=3, nc=4, nb=8, act_mode='R', mode='FDnCNN').eval()
+    torch.save(fdncnn.state_dict(), path)
+    wrapped = SpandrelNet(path).eval()  # the default level: spandrel's 15
+    assert (wrapped.arch, wrapped.in_channels, wrapped.noise_level) == ('FDnCNN', 3, 15.)
+    x = torch.rand(1, 3, 8, 8)
+    with torch.no_grad():
+        assert torch.equal(wrapped(x), fdncnn(torch.cat([x, torch.full_like(x[:, :1], 15 / 255.)], 1)))
 
 
 def test_safetensors_file(tmp_path):
@@ -224,6 +231,12 @@ def test_unknown_weights_and_wrong_options(tmp_path):
         SpandrelNet(str(tmp_path / 'absent.pth'))
     with pytest.raises(CheckpointError, match='no entry "params_ema"'):
         SpandrelNet(path, param_key='params_ema')
+    torch.save({'weights': {'conv.weight': torch.zeros(1)}, 'epoch': 3}, path)  # an entry spandrel does not know
+    with pytest.raises(CheckpointError, match=r'found no state dict .*found: weights, epoch\); name the entry'):
+        SpandrelNet(path)
+    with pytest.raises(CheckpointError, match=r'found no state dict .*found: Tensor\)'):
+        torch.save({'weights': torch.zeros(1), 'epoch': 3}, path)
+        SpandrelNet(path, param_key='weights')
     dncnn = str(tmp_path / 'dncnn.pth')
     torch.save(SpandrelDnCNN(in_nc=3, out_nc=3, nc=4, nb=8, act_mode='R').state_dict(), dncnn)
     with pytest.raises(OptionError, match='DnCNN .* takes no noise-level map'):
