@@ -30,7 +30,7 @@ from basicsr.utils import get_root_logger
 from basicsr.utils.registry import ARCH_REGISTRY
 from torch import nn
 
-from lan_basicsr.utils.checkpoint import read_checkpoint
+from lan_basicsr.utils.checkpoint import checkpoint_entry, read_checkpoint
 from lan_basicsr.utils.errors import CheckpointError, OptionError
 
 __all__ = ['SpandrelNet', 'NOT_DENOISERS', 'NOISE_MAP_ARCHS', 'pad_to_requirements']
@@ -82,10 +82,7 @@ def _state_dict(spandrel, path, param_key):
     """Weights-only read, then spandrel's own unwrapping (``params_ema``, ``params``, ``state_dict``, ``module.``)."""
     ckpt = read_checkpoint(path)
     if param_key is not None:
-        if param_key not in ckpt:
-            raise CheckpointError(f'{path}: no entry "{param_key}" (network_g.param_key); top-level keys: '
-                                  f'{", ".join(map(str, list(ckpt)[:_MAX_LISTED]))}')
-        ckpt = ckpt[param_key]
+        ckpt = checkpoint_entry(ckpt, path, param_key)
     state = spandrel.canonicalize_state_dict(ckpt) if isinstance(ckpt, dict) else None
     if not isinstance(state, dict) or not state or not all(torch.is_tensor(v) for v in state.values()):
         keys = ', '.join(map(str, list(ckpt)[:_MAX_LISTED])) if isinstance(ckpt, dict) else type(ckpt).__name__

@@ -14,7 +14,7 @@ from torch import nn
 
 from .errors import CheckpointError
 
-__all__ = ['read_checkpoint', 'read_state_dict', 'load_network']
+__all__ = ['read_checkpoint', 'checkpoint_entry', 'read_state_dict', 'load_network']
 
 PARAM_KEYS = ('params', 'params_ema', 'state_dict')
 _MAX_LISTED = 8
@@ -55,6 +55,15 @@ def read_checkpoint(path):
     return ckpt
 
 
+def checkpoint_entry(ckpt, path, param_key):
+    """``ckpt[param_key]`` of a checkpoint read from ``path``; a missing entry is a :class:`CheckpointError` listing the
+    top-level keys."""
+    if param_key not in ckpt:
+        raise CheckpointError(f'{path}: no entry "{param_key}"; top-level keys: {_listing(list(ckpt))}. '
+                              f'Set param_key to one of them, or leave it unset to detect it')
+    return ckpt[param_key]
+
+
 def read_state_dict(path, param_key=None):
     """Return the state dict stored in ``path`` as an OrderedDict of CPU tensors, ``module.`` prefixes removed.
 
@@ -66,10 +75,7 @@ def read_state_dict(path, param_key=None):
     ckpt = read_checkpoint(path)
 
     if param_key is not None:
-        if param_key not in ckpt:
-            raise CheckpointError(f'{path}: no entry "{param_key}"; top-level keys: {_listing(list(ckpt))}. '
-                                  f'Set param_key to one of them, or leave it unset to detect it')
-        state = ckpt[param_key]
+        state = checkpoint_entry(ckpt, path, param_key)
         if not _is_state_dict(state):
             raise CheckpointError(f'{path}: entry "{param_key}" is not a state dict of tensors')
     else:

@@ -10,6 +10,11 @@ import torch
 from conftest import ROOT, make_paired_folder
 
 spandrel = pytest.importorskip('spandrel')
+# spandrel's copies of NAFNet and SwinIR use APIs torch deprecates; not ours to fix
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:'saved_variables' is deprecated:DeprecationWarning"),
+    pytest.mark.filterwarnings('ignore:torch.meshgrid:UserWarning'),
+]
 
 from spandrel.architectures.DnCNN import DnCNN as SpandrelDnCNN  # noqa: E402
 from spandrel.architectures.DRUNet import DRUNet  # noqa: E402
