@@ -53,10 +53,10 @@ def _one_thread():
 REPORT_STEPS = 3
 
 
-def make_report_runs(root):
+def make_report_runs(root, gray=False):
     """Tiny LANModel runs on one paired folder (4 images): LAN and FullTrainable (3 steps) and the pretrained network
     (0 steps), with every picture a report uses (save_offset, save_compare) and a declared training noise; returns
-    ``{key: results folder}`` (keys lan, full, pre)."""
+    ``{key: results folder}`` (keys lan, full, pre). ``gray``: a grey network and data, LAN only."""
     import yaml
 
     from lan_basicsr.archs.dncnn_arch import DnCNN
@@ -64,6 +64,8 @@ def make_report_runs(root):
     pairs = make_paired_folder(osp.join(root, 'pairs'), num=4, size=(24, 32))
     torch.manual_seed(0)
     net = tiny_dncnn()
+    if gray:
+        net.update(in_nc=1, out_nc=1)
     ckpt = osp.join(root, 'net.pth')
     torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
     opt = {
@@ -99,6 +101,8 @@ def make_report_runs(root):
     with open(opt_path, 'w') as f:
         yaml.safe_dump(opt, f)
     runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001'], 'pre': ['adapt.steps=0']}
+    if gray:
+        runs = {'lan': runs['lan']}
     for key, cfg in runs.items():
         test_pipeline(root, argv=['-opt', opt_path, '--cfg-options', f'name=toy_{key}', *cfg])
     return {key: osp.join(root, 'results', f'toy_{key}') for key in runs}

@@ -172,11 +172,18 @@ def gains_figure(runs, dataset):
 
 
 def read_rgb(path):
-    """An 8-bit PNG as float32 RGB in [0, 1], H, W, 3."""
-    img = cv2.imread(path, cv2.IMREAD_COLOR)
+    """A saved 8-bit PNG as float32 in [0, 1]: H, W, 3 (RGB) for colour, H, W, 1 for grey images."""
+    img = cv2.imread(path, cv2.IMREAD_UNCHANGED)
     if img is None:
         raise DataError(f'{path}: not a readable image')
-    return cv2.cvtColor(img, cv2.COLOR_BGR2RGB).astype(np.float32) / 255.
+    if img.ndim == 2:
+        img = img[..., None]
+    elif img.shape[2] == 4:
+        img = cv2.cvtColor(img, cv2.COLOR_BGRA2RGB)
+    else:
+        img = cv2.cvtColor(img, cv2.COLOR_BGR2RGB)
+    scale = 65535. if img.dtype == np.uint16 else 255.
+    return img.astype(np.float32) / scale
 
 
 def train_noise_model(run):
@@ -257,6 +264,14 @@ def _noise_rgb(noise, scale):
     return np.clip(0.5 + noise / (2 * scale), 0, 1)
 
 
+def _show(ax, img):
+    """imshow of an H, W, C image in [0, 1]; grey (C = 1) with a grey colour map."""
+    if img.shape[2] == 1:
+        ax.imshow(img[..., 0], cmap='gray', vmin=0, vmax=1, interpolation='nearest')
+    else:
+        ax.imshow(img, interpolation='nearest')
+
+
 def _histograms(ax, residuals, limit, log=False):
     bins = np.linspace(-limit, limit, 121)
     for key in ('train', 'before', 'after'):
@@ -296,11 +311,11 @@ def fig4(residuals, title, crop=96):
         if img is None:
             ax.text(0.5, 0.5, 'training noise not declared\n(report.train_noise)', ha='center', va='center')
         else:
-            ax.imshow(np.clip(_centre_crop(img, crop) / 255, 0, 1), interpolation='nearest')
+            _show(ax, np.clip(_centre_crop(img, crop) / 255, 0, 1))
         ax.set_title(name, fontsize=10)
     offset = _centre_crop(residuals['offset'], crop)
     peak = float(np.abs(residuals['offset']).max()) or 1.
-    axes[0, 3].imshow(_noise_rgb(offset, peak), interpolation='nearest')
+    _show(axes[0, 3], _noise_rgb(offset, peak))
     axes[0, 3].set_title(f'offset tanh φ (grey = 0, full scale ±{peak:.2f})', fontsize=10)
     bottoms = [('train', 'training noise'), ('before', 'before: y − x̂ (step 0)'),
                ('after', 'after: y + tanh φ − x̂ (last step)')]
@@ -308,7 +323,7 @@ def fig4(residuals, title, crop=96):
         if residuals[key] is None:
             ax.text(0.5, 0.5, 'not declared', ha='center', va='center')
         else:
-            ax.imshow(_noise_rgb(_centre_crop(residuals[key], crop), scale), interpolation='nearest')
+            _show(ax, _noise_rgb(_centre_crop(residuals[key], crop), scale))
         ax.set_title(f'{name} (±{scale:.0f})', fontsize=10, color=NOISE_COLOURS[key])
     for ax in list(axes[0]) + list(axes[1, :3]):
         ax.set_xticks([])

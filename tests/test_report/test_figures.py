@@ -82,3 +82,15 @@ def test_noise_residuals_from_saved_offsets_and_pictures(runs, tmp_path):
     (copy / 'report.json').unlink()
     res = noise_residuals(load_runs([str(copy)])[0], 'toy', 'img001')
     assert res['train'] is None and np.isnan(noise_stats(res)['w1_after'])
+
+
+def test_grey_runs_give_one_channel_residuals_and_a_report(tmp_path):
+    from conftest import make_report_runs
+
+    from lan_basicsr.report import build_report
+    folder = make_report_runs(str(tmp_path), gray=True)['lan']
+    run = load_runs([folder])[0]
+    res = noise_residuals(run, 'toy', 'img000')
+    assert res['before'].shape == res['train'].shape == res['offset'].shape == (24, 32, 1)
+    paths = build_report([folder], str(tmp_path / 'out'), images=1)
+    assert osp.isfile(paths['index.html']) and osp.isfile(tmp_path / 'out' / 'fig4_toy_lan_toy_img000.png')
