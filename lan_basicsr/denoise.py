@@ -122,8 +122,9 @@ def collect_inputs(patterns):
     return paths, missing
 
 
-def read_photo(path):
-    """``(image, bits)``: float32 RGB HWC in [0, 1] and 8 or 16, EXIF orientation applied; :class:`DataError` else."""
+def read_photo(path, color='rgb'):
+    """``(image, bits)``: float32 HWC in [0, 1] (RGB, or one grey channel for ``color='gray'``, converted as the
+    datasets do) and 8 or 16; EXIF orientation applied. A file that cannot be read is a :class:`DataError`."""
     from lan_basicsr.data.data_util import decode_raw, read_file_bytes
     from lan_basicsr.utils.errors import DataError
     img = decode_raw(read_file_bytes(path), path, cv2.IMREAD_ANYDEPTH | cv2.IMREAD_COLOR)
@@ -133,13 +134,15 @@ def read_photo(path):
         bits = 16
     else:
         raise DataError(f'{path}: unsupported sample type {img.dtype} (expected an 8- or 16-bit image)')
-    img = img[..., ::-1].astype(np.float32)
+    img = cv2.cvtColor(img, cv2.COLOR_BGR2GRAY)[..., None] if color == 'gray' else img[..., ::-1]
+    img = img.astype(np.float32)
     img /= 2**bits - 1
     return img, bits
 
 
 def to_integers(rgb, bits):
-    """Float RGB in [0, 1] (H,W,3 array or 1,3,H,W tensor) to the BGR HWC integers of a ``bits``-bit image."""
+    """Float RGB (or grey) in [0, 1], an H,W,C array or a 1,C,H,W tensor, to the BGR (grey) HWC integers of a
+    ``bits``-bit image."""
     if isinstance(rgb, torch.Tensor):
         rgb = rgb.detach()[0].clamp(0, 1).mul_(2**bits - 1).round_().permute(1, 2, 0).cpu().numpy()
     else:
@@ -185,11 +188,12 @@ def compare_image(panels, labels):
     """Panels (BGR HWC, same size and dtype) side by side under a band with their labels."""
     h, w = panels[0].shape[:2]
     top = max(20, h // 30)
-    band = np.zeros((top, w * len(panels), 3), np.uint8)
+    channels = panels[0].shape[2]
+    band = np.zeros((top, w * len(panels), channels), np.uint8)
     scale = top / 40
     for i, label in enumerate(labels):
-        cv2.putText(band, label, (i * w + top // 3, int(top * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale, (255, 255, 255),
-                    max(1, int(2 * scale)), cv2.LINE_AA)
+        cv2.putText(band, label, (i * w + top // 3, int(top * 0.75)), cv2.FONT_HERSHEY_SIMPLEX, scale,
+                    (255, ) * channels, max(1, int(2 * scale)), cv2.LINE_AA)
     if panels[0].dtype == np.uint16:
         band = band.astype(np.uint16) * 257
     return np.concatenate([band, np.concatenate(panels, axis=1)], axis=0)
@@ -353,7 +357,9 @@ def _int_or_auto(value, flag, minimum):
 
 def build_model(args, output):
     """LANModel for the command line's network, method and loss; tiling set up (size chosen per photo)."""
+    from lan_basicsr.data.channels import network_in_channels
     from lan_basicsr.models.lan_model import LANModel
+    from lan_basicsr.utils.errors import OptionError
     device = _device(args.device)
     network_g, weights, path_opt, opt_adapt = network_source(args)
     method, adapt = adapt_settings(args, opt_adapt)
@@ -375,6 +381,11 @@ def build_model(args, output):
         'adapt': adapt,
     }
     model = LANModel(opt)
+    channels = network_in_channels(model.get_bare_model(model.net_g))
+    if channels not in (None, 1, 3):
+        raise OptionError(f'network_g ({network_g["type"]}) takes {channels} input channels; photos give 3 (colour) '
+                          'or 1 (grey)')
+    model.photo_color = 'gray' if channels == 1 else 'rgb'  # a grey network gets (and gives) grey photos
     return model, method, weights, tile
 
 
@@ -429,7 +440,7 @@ def _seed_index(name):
 def denoise_photo(model, path, out_path, args, method, tile, budget, bpp, step_bar):
     """Adapt to one photo and write its output (and comparison); returns the written file names and a note."""
     from lan_basicsr.models.tiling import choose_tile
-    img, bits = read_photo(path)
+    img, bits = read_photo(path, model.photo_color)
     h, w = img.shape[:2]
     lq = torch.from_numpy(img.transpose(2, 0, 1).copy()).unsqueeze(0)
     del img
@@ -442,9 +453,12 @@ def denoise_photo(model, path, out_path, args, method, tile, budget, bpp, step_b
     elif tile:
         note = f'tiles of {tile} px, pad {model.net.pad}'
     pretrained = None
-    if args.compare and method != 'none':
+    if args.compare and method != 'none':  # after a reset: a network adapter's weights are the last photo's
+        x = lq.to(model.device)
+        model.adapter.reset(x)
         with torch.no_grad():
-            pretrained = to_integers(model.net(lq.to(model.device)), out_bits)
+            pretrained = to_integers(model.net(model.adapter.adapted_input(x)), out_bits)
+        del x
     step_bar.reset(total=model.steps)
     step_bar.set_description_str(osp.basename(path)[:40])
     step_bar.set_postfix_str(note)

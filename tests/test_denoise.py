@@ -152,6 +152,13 @@ def test_compare_image(photos, tmp_path):
     assert np.array_equal(strip[20:, :32], noisy)
     assert np.array_equal(strip[20:, 64:], cv2.imread(str(tmp_path / 'b_photo_lan.png')))
     assert not np.array_equal(strip[20:, 32:64], strip[20:, 64:])
+    # the pretrained panel is the pretrained network's, also after a photo that adapted the weights
+    photos2 = [str(photos / 'b_photo.png'), str(photos / 'c_fotó ü.jpg')]
+    assert main(['-i', *photos2, '-o',
+                 str(tmp_path / 'full'), '--compare', '--method', 'full', '--lr', '1e-3', *STEPS]) == 0
+    assert main(['-i', *photos2, '-o', str(tmp_path / 'none'), '--method', 'none']) == 0
+    strip = cv2.imread(str(tmp_path / 'full' / 'c_fotó ü_full_compare.png'))
+    assert np.array_equal(strip[20:, 32:64], cv2.imread(str(tmp_path / 'none' / 'c_fotó ü_pretrained.png')))
 
 
 def test_network_choices(photos, tmp_path, monkeypatch):
@@ -182,6 +189,20 @@ def test_network_choices(photos, tmp_path, monkeypatch):
     args = ['-i', 'x', '--opt', str(opt), '--method', 'lan', '--loss', 'zsn2n']
     model, method, _, _ = denoise.build_model(denoise.build_arg_parser().parse_args(args), str(tmp_path))
     assert method == 'lan' and model.adapter.lr == 5e-4 and type(model.loss_fn).__name__ == 'ZSN2NLoss'
+
+
+def test_grey_network_gives_grey_photos(photos, tmp_path):
+    from lan_basicsr.archs.dncnn_arch import DnCNN
+    torch.manual_seed(0)
+    ckpt = str(tmp_path / 'grey.pth')
+    torch.save({'params': DnCNN(1, 1, 4, 3, 'R').state_dict()}, ckpt)
+    arch = ['--arch', 'DnCNN', '--weights', ckpt, '--arch-opt', 'in_nc=1', 'out_nc=1', 'nc=4', 'nb=3', 'act_mode=R']
+    assert main(['-i', str(photos / 'b_photo.png'), '-o', str(tmp_path), '--compare', *arch, *STEPS]) == 0
+    out = cv2.imread(str(tmp_path / 'b_photo_lan.png'), cv2.IMREAD_UNCHANGED)
+    assert out.shape == (24, 32)
+    strip = cv2.imread(str(tmp_path / 'b_photo_lan_compare.png'), cv2.IMREAD_UNCHANGED)
+    grey = cv2.cvtColor(cv2.imread(str(photos / 'b_photo.png')), cv2.COLOR_BGR2GRAY)
+    assert strip.shape == (44, 96) and np.array_equal(strip[20:, :32], grey)
 
 
 @pytest.mark.parametrize('argv,message', [
