@@ -503,8 +503,14 @@ def main(argv=None):
     logger = get_root_logger()
     logger.setLevel(logging.DEBUG if args.verbose else logging.WARNING)
     paths, missing = collect_inputs(args.input)
+    if not paths and not missing:
+        from lan_basicsr.data.data_util import IMG_EXTENSIONS
+        raise OptionError(f'-i {" ".join(args.input)}: no image files there ({", ".join(IMG_EXTENSIONS)})')
     output = osp.abspath(args.output)
-    os.makedirs(output, exist_ok=True)
+    try:
+        os.makedirs(output, exist_ok=True)
+    except OSError as e:
+        raise OptionError(f'-o {args.output}: cannot create the output folder ({e.strerror or e})') from None
     manifest = Manifest(output)
     produced = manifest.outputs(output)
     paths = [p for p in paths if osp.normcase(osp.abspath(p)) not in produced]  # -o inside -i: not our outputs

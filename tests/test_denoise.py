@@ -212,9 +212,12 @@ def test_grey_network_gives_grey_photos(photos, tmp_path):
     (['--suffix', '', '--ext', 'png', '-o', '{photos}'], 'the output would overwrite the input'),
     (['--tile', 'big'], '--tile: expected auto or an integer >= 0'),
     (['--device', 'tpu'], '--device tpu: expected auto, cpu, cuda or cuda:N'),
+    (['-i', '{empty}'], 'no image files there'),
+    (['-o', '{photos}/b_photo.png/sub'], 'cannot create the output folder'),
 ])
 def test_errors_are_one_line(photos, tmp_path, capsys, argv, message):
-    argv = [a.format(photos=photos) for a in argv]
+    (tmp_path / 'empty').mkdir()
+    argv = [a.format(photos=photos, empty=tmp_path / 'empty') for a in argv]
     with pytest.raises(SystemExit) as e:
         cli(['-i', str(photos / 'b_photo.png'), '-o', str(tmp_path), *argv])
     assert e.value.code == 2
