@@ -1,6 +1,6 @@
 # python benchmarks/denoise_cli.py photo ../shared/datasets/PolyU/OriginalImages/Canon5D2_bag_Real.JPG --out /tmp/d
 # python benchmarks/denoise_cli.py big ../shared/datasets/PolyU/OriginalImages/Nikon800_door_Real.JPG --out /tmp/b
-# python benchmarks/denoise_cli.py folder ../shared/datasets/PolyU/OriginalImages --out /tmp/f
+# python benchmarks/denoise_cli.py folder ../shared/datasets/PolyU/OriginalImages --out /tmp/f --crop 512
 """The own-photos command (``tools/denoise.py`` = ``lan-denoise``) run as a user runs it, timed from outside.
 
 ``photo``: one photo with the default settings (plus any arguments after ``--``): wall and CPU seconds, peak RSS of
@@ -10,9 +10,10 @@ whole image); a crop strip noisy | output | mean (``<out>/crop_*.png``) for look
 
 ``big``: a 4000x3000 (12 MP) photo made by mirror-padding the given one, then as ``photo``.
 
-``folder``: a folder whose name has a space, holding a corrupt JPEG sorted first and two 1 MP crops of photos from
-the given folder (one with a non-ASCII name): the command is killed (SIGKILL) once the first photo is done, then run
-again; prints both runs' output and checks the second run's summary (1 failed, 1 skipped, 1 done; exit status 1).
+``folder``: a folder whose name has a space, holding a corrupt JPEG sorted first and two 4:3 centre crops
+(``--crop`` px wide, default 1024: 0.8 MP) of photos from the given folder (one with a non-ASCII name): the command
+is killed (SIGKILL) once the first photo is done, then run again; prints both runs' output and checks the second
+run's summary (1 failed, 1 skipped, 1 done; exit status 1).
 
 Nothing made here is committed (PolyU's licence): use an ``--out`` outside the repository.
 """
@@ -120,10 +121,12 @@ def folder(args):
         data = f.read()
     with open(osp.join(work, '0_corrupt.jpg'), 'wb') as f:
         f.write(data[:len(data) // 3])  # a truncated JPEG, sorted first
+    cw = args.crop // 2
+    ch = args.crop * 3 // 8
     for i, (src, name) in enumerate(zip(sources, ('1_photo.png', '2_fotó ü.png'))):
         img = cv2.imread(src, cv2.IMREAD_COLOR)
         h, w = img.shape[:2]
-        cv2.imwrite(osp.join(work, name), img[h // 2 - 384:h // 2 + 384, w // 2 - 512:w // 2 + 512])
+        cv2.imwrite(osp.join(work, name), img[h // 2 - ch:h // 2 + ch, w // 2 - cw:w // 2 + cw])
     cmd = CLI + ['-i', work, '-o', out, '--compare'] + args.extra
     print('$ ' + ' '.join(cmd), flush=True)
     log = open(osp.join(args.out, 'first_run.log'), 'w')
@@ -156,6 +159,7 @@ def main(argv=None):
     parser.add_argument('what', choices=['photo', 'big', 'folder'])
     parser.add_argument('path', help='a photo (photo, big) or a folder of PolyU originals (folder)')
     parser.add_argument('--out', required=True, help='work folder (outside the repository)')
+    parser.add_argument('--crop', type=int, default=1024, help='folder: width (px) of the 4:3 centre crops')
     args = parser.parse_args(argv)
     args.extra = extra
     return {'photo': photo, 'big': big, 'folder': folder}[args.what](args)

@@ -5,8 +5,9 @@
 
 One LAN + ZS-N2N adaptation (``--steps`` steps of the self-supervised loss, backward and Adam, as LANModel's loop
 does them) of a synthetic noisy image of 1, 4, 12 MP (4:3) per measurement, each in a fresh process. Networks: the
-embedded DnCNN (``lan_basicsr.embedded``, its weights) and a Restormer: on CPU the reduced ``small`` configuration of
-``benchmarks/adapt_cost.py`` (random weights: the cost does not depend on them), on a GPU the released one
+embedded DnCNN that ``lan-denoise`` uses (``lan_basicsr.embedded.DEFAULT_REAL_PHOTO_MODEL``, its weights) and a
+Restormer: on CPU the reduced ``small`` configuration of ``benchmarks/adapt_cost.py`` (random weights: the cost does
+not depend on them), on a GPU the released one
 (``options/_base_/networks/restormer_sidd.yml``). Tiled: ``adapt.tile`` with ``--tile`` px and the automatic pad
 (the receptive radius for DnCNN, 32 px for Restormer).
 
@@ -60,7 +61,7 @@ def build_network(arch, device):
     from lan_basicsr.embedded import embedded_model
     from lan_basicsr.utils.checkpoint import load_network
     if arch == 'DnCNN':
-        weights, opt = embedded_model('dncnn_gaussian')
+        weights, opt = embedded_model()  # DEFAULT_REAL_PHOTO_MODEL: the one lan-denoise uses
         net = build(opt)
         load_network(net, weights)
     else:
@@ -173,8 +174,11 @@ def sweep(args):
     import torch
     cuda = args.device.startswith('cuda')
     what = 'max_memory_allocated' if cuda else 'peak RSS of the whole process'
+    from lan_basicsr.embedded import DEFAULT_REAL_PHOTO_MODEL, EMBEDDED_MODELS
+    dncnn = EMBEDDED_MODELS[DEFAULT_REAL_PHOTO_MODEL]['network_g']
     print(
-        f'tiled_adapt: LAN + ZS-N2N on {args.device} ({args.threads} threads), {args.steps} step(s) per '
+        f'tiled_adapt: DnCNN = embedded {DEFAULT_REAL_PHOTO_MODEL} (nc {dncnn["nc"]}, nb {dncnn["nb"]}); '
+        f'LAN + ZS-N2N on {args.device} ({args.threads} threads), {args.steps} step(s) per '
         f'measurement, tiles of {args.tile} px; memory = {what}; time = CPU s (wall s) per step',
         flush=True)
     rows = []
