@@ -135,7 +135,7 @@ def bench(args, arch, loss_name, device):
             torch.save({'params': _build(arch_opt, 'cpu').state_dict()}, ckpt)
         runners = [Official(arch_opt, ckpt, loss_fn, device)]
         for mode in args.modes:
-            sizes = args.batch_sizes if mode == 'default' else sorted({1, max(args.batch_sizes)})
+            sizes = args.batch_sizes if mode == 'default' else args.speed_batch_sizes
             runners += [Ours(arch_opt, ckpt, loss_fn, device, b, mode) for b in sizes]
         images = [_test_image(args.size, 100 + i, device) for i in range(args.images)]
         seeds = [1 + i for i in range(args.images)]
@@ -196,6 +196,18 @@ def main(argv=None):
     parser.add_argument('--images', type=int, default=4, help='images per round (a multiple of every batch size)')
     parser.add_argument('--batch-sizes', nargs='+', type=int, default=[1, 2, 4])
     parser.add_argument('--modes', nargs='+', default=list(MODES), choices=list(MODES))
+    parser.add_argument(
+        '--speed-batch-sizes',
+        nargs='+',
+        type=int,
+        default=None,
+        help='batch sizes of the speed modes (default: 1 and the largest of --batch-sizes)')
+    parser.add_argument(
+        '--tf32',
+        action='store_true',
+        help='CUDA: allow TF32 in convolutions and matmuls (torch allows it in cuDNN convolutions by '
+        'default); off by default here, so that every runner computes in float32 and the PSNR '
+        'agreement can be asserted')
     parser.add_argument('--rounds', type=int, default=3, help='interleaved repetitions (medians over them)')
     parser.add_argument('--threads', type=int, default=None, help='torch threads on CPU (default: all cores)')
     parser.add_argument('--tolerance', type=float, default=1e-3, help='dB, default mode vs official, every step')
@@ -208,9 +220,14 @@ def main(argv=None):
     args.configs = args.configs or ('full' if args.device.startswith('cuda') else 'small')
     if args.threads:
         torch.set_num_threads(args.threads)
+    args.speed_batch_sizes = args.speed_batch_sizes or sorted({1, max(args.batch_sizes)})
+    if any(args.images % b for b in args.batch_sizes + args.speed_batch_sizes):
+        parser.error('--images must be a multiple of every batch size')
     device = torch.device(args.device)
     if device.type == 'cuda':
-        what = torch.cuda.get_device_name(device)
+        torch.backends.cudnn.benchmark = True  # as tools/test.py; the warm-up image pays for the tuning
+        torch.backends.cudnn.allow_tf32 = torch.backends.cuda.matmul.allow_tf32 = args.tf32
+        what = f'{torch.cuda.get_device_name(device)} (TF32 {"on" if args.tf32 else "off"})'
     else:
         what = f'CPU, {torch.get_num_threads()} torch threads, {os.cpu_count()} cores'
     header = (f'throughput: {args.configs} configs on {what}; torch {torch.__version__}; LAN, {args.images} images of '

@@ -53,6 +53,8 @@ class TensorScorer:
     Images smaller than the 11x11 window get NaN SSIM, as BasicSR's mean over an empty map.
     """
 
+    opencv_on_cpu = True  # CPU tensors: filter with OpenCV (faster there); False: torch's depthwise conv everywhere
+
     def __init__(self, gt, metrics_opt):
         if not tensor_scoring_supported(metrics_opt):
             raise ValueError(f'TensorScorer: unsupported metrics {metrics_opt}')
@@ -77,7 +79,7 @@ class TensorScorer:
         depthwise ``conv2d`` on the device.
         """
         b, c, h, w = x.shape
-        if x.device.type == 'cpu':
+        if x.device.type == 'cpu' and self.opencv_on_cpu:
             half = _WINDOW // 2
             planes = x.contiguous().view(b * c, h, w).numpy()
             out = np.stack([cv2.sepFilter2D(p, -1, self.window, self.window)[half:-half, half:-half] for p in planes])
