@@ -14,7 +14,9 @@ no finiteness test read back); the scores are computed on the device and read on
 Outputs under ``results/<name>/`` (per_step.csv, inputs.csv, summary.csv, adapt_run.json; resume and torchrun
 rules): :mod:`lan_basicsr.models.step_store`. Also ``visualization/<dataset>/<image>.png`` (the final denoised images)
 and, with ``adapt.save_offset``, ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ),
-float32 CHW.
+float32 CHW; with ``adapt.save_compare``, ``compare/<dataset>/<image>_{noisy,step0,gt}.png`` (the noisy input, the
+step-0 output of the reset network, the GT when there is one) for side-by-side pictures (:mod:`lan_basicsr.report`);
+``report.json``: the option file's ``report`` section (display label, training noise of the network), when given.
 
 torchrun: rank r adapts images r, r + world_size, ... (each rank on its own, no DDP: adaptation is per image).
 Rank 0 merges the ranks' part files before (leftovers of an interrupted run, any world size) and after each
@@ -35,6 +37,7 @@ losses are called ``loss_fn(net, x, step, steps, generators=...)`` and return ``
 per_image)``; ``observer(step, adapted_input, output, losses)`` sees every step (``LANModel.observer``).
 """
 import inspect
+import json
 import math
 import os
 import time
@@ -57,7 +60,7 @@ from lan_basicsr.utils.errors import DataError, OptionError
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
 from .speed import SpeedModes
-from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
+from .step_store import (StepStore, atomic_write, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
                          write_settings, write_summary)
 
 __all__ = [
@@ -78,14 +81,16 @@ ADAPT_DEFAULTS = {
     'seed': 0,
     'report_steps': [0, 5, 10, 20],
     'save_offset': False,
+    'save_compare': False,
     'batch_size': 1,  # images adapted together (same size), exactly as one at a time
     'channels_last': True,  # default mode: weights and inputs in channels-last memory format (see speed.py)
     'amp': None,  # opt-in: bf16 (the network in autocast; φ, loss, optimiser float32)
     'compile': False,  # opt-in: torch.compile the network (static shapes)
 }
 # The loop's keys; the rest of adapt: goes to the adapter.
-_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'batch_size', 'channels_last', 'amp', 'compile')
-_NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
+_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare', 'batch_size', 'channels_last',
+               'amp', 'compile')
+_NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
 
 
@@ -103,7 +108,7 @@ class AdaptResult(NamedTuple):
 def build_adapter(net, adapt_opt):
     """Build ``ADAPTER_REGISTRY[adapt.type]`` for the bare ``net`` from the ``adapt`` section.
 
-    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_offset) is an argument of the
+    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_*) is an argument of the
     adapter (``lr``, ``optim``, ``layer``, ``init_path``, ...); an unknown one is an :class:`OptionError` unless its
     value is null (so a base file can list ``layer: null`` for every adapter type).
     """
@@ -388,7 +393,7 @@ class LANModel(DenoiseModel):
         adapt.update(lr=self.adapter.lr, optim=self.adapter.optim_opt)  # resolved: lr null == the default value
         datasets = {}
         for ds in (self.opt.get('datasets') or {}).values():
-            keep = ('type', 'crop', 'filename_tmpl', 'io_backend')
+            keep = ('type', 'crop', 'filename_tmpl', 'io_backend', 'color')
             datasets[ds.get('name')] = {k: v for k, v in ds.items() if k in keep or k.startswith('dataroot')}
         sig = {
             'adapt': adapt,
@@ -425,6 +430,10 @@ class LANModel(DenoiseModel):
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
             write_settings(self.results_root, self._signature(), self.steps)
+            if self.opt.get('report'):
+                atomic_write(
+                    osp.join(self.results_root, 'report.json'),
+                    json.dumps(self.opt['report'], indent=2) + '\n')
             groups = store.consolidate([dataset_name])
             done = {image for (ds, image) in groups if ds == dataset_name}
             resumed = [rows for (ds, _), rows in groups.items() if ds == dataset_name and rows[0][3]]
@@ -515,6 +524,8 @@ class LANModel(DenoiseModel):
             os.makedirs(folder, exist_ok=True)
             np.save(osp.join(folder, f'{image}_phi.npy'), result.offset[0].float().cpu().numpy())
             np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
+        if self.adapt_opt.get('save_compare'):
+            self._save_compare(data, dataset_name, image)
         noisy = None
         if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
             noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
@@ -562,6 +573,18 @@ class LANModel(DenoiseModel):
             raise OptionError(f'LANModel adapts one image at a time; got a batch of {data["lq"].size(0)} (set the '
                               'test dataset batch_size_per_gpu to 1; adapt.batch_size batches images)')
         return self.adapt_images([(data, index, image)])[0]
+
+    def _save_compare(self, data, dataset_name, image):
+        """Save the noisy input, the GT and the step-0 output (one no-grad forward after resetting the adapter)."""
+        folder = osp.join(self.results_root, 'compare', dataset_name)
+        lq = data['lq'].to(self.device)
+        self.adapter.reset(lq)  # back to the reset point: the network (and input) that step 0 scored
+        with torch.no_grad():
+            step0 = self.speed.wrap(self.adapter.network(self.net))(self.adapter.adapted_input(lq))
+        images = {'noisy': data['lq'], 'step0': step0, 'gt': data.get('gt')}
+        for kind, tensor in images.items():
+            if tensor is not None:
+                imwrite(tensor2img(tensor.detach().cpu()), osp.join(folder, f'{image}_{kind}.png'))
 
     def _log_summary(self, dataset_name, rows):
         head = (f'{self.adapt_opt["type"]} + {self.adapt_opt["loss"]["type"]} on {dataset_name} '
