@@ -36,6 +36,18 @@ def make_paired_folder(root, num=6, size=(24, 32), sigma=20, seed=0):
     return root
 
 
+def paired_datasets(pairs, name='toy'):
+    """The ``datasets`` section of a test-time run on a folder made by :func:`make_paired_folder`."""
+    return {
+        'test': {
+            'name': name,
+            'type': 'PairedNoisyDataset',
+            'dataroot_lq': f'{pairs}/lq',
+            'dataroot_gt': f'{pairs}/gt'
+        }
+    }
+
+
 @pytest.fixture
 def paired_folder(tmp_path):
     return make_paired_folder(str(tmp_path / 'pairs'))
@@ -98,14 +110,7 @@ def make_report_runs(root, gray=False):
                 'sigma': 20
             }
         },
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
+        'datasets': paired_datasets(pairs),
     }
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, make_paired_folder, tiny_dncnn
+from conftest import ROOT, make_paired_folder, paired_datasets, tiny_dncnn
 
 from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.losses.zsn2n_loss import ZSN2NLoss
@@ -41,14 +41,7 @@ def setup(tmp_path):
         'adapt': {
             'steps': STEPS
         },
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
+        'datasets': paired_datasets(pairs),
     }
     opt_path = tmp_path / 'lan_toy.yml'
     opt_path.write_text(yaml.safe_dump(opt))

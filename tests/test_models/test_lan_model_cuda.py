@@ -113,7 +113,7 @@ def test_lan_model_pipeline_on_gpu_matches_cpu(tmp_path, no_tf32):
     import csv
 
     import yaml
-    from conftest import ROOT, make_paired_folder
+    from conftest import ROOT, make_paired_folder, paired_datasets
 
     from lan_basicsr.test import test_pipeline
     pairs = make_paired_folder(str(tmp_path / 'pairs'), num=4, size=(16, 24))
@@ -132,14 +132,7 @@ def test_lan_model_pipeline_on_gpu_matches_cpu(tmp_path, no_tf32):
                 'type': 'Nbr2NbrLoss'
             }
         },
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
+        'datasets': paired_datasets(pairs),
     }
     (tmp_path / 'o.yml').write_text(yaml.safe_dump(opt))
     rows = {}
