@@ -143,9 +143,9 @@ class _StepScores:
         if not any(name in metrics_opt for name in ('psnr', 'ssim')):
             gt = None  # nothing the loop records is asked for
         self.gt, self.metrics_opt, self.pending = gt, metrics_opt, []
-        self.tensor = TensorScorer(gt,
-                                   metrics_opt) if gt is not None and tensor_scoring_supported(metrics_opt) else None
-        self.pool = ThreadPoolExecutor(max_workers=1) if gt is not None and self.tensor is None else None
+        on_device = gt is not None and tensor_scoring_supported(metrics_opt)
+        self.tensor = TensorScorer(gt, metrics_opt) if on_device else None
+        self.pool = ThreadPoolExecutor(max_workers=1) if gt is not None and not on_device else None
 
     def add(self, output):
         if self.gt is None:
@@ -170,8 +170,8 @@ class _StepScores:
         if self.pool is not None:
             scored = [future.result() for future in self.pending]
             self.pool.shutdown()
-            return ([[s[i][0] for s in scored] for i in range(batch)], [[s[i][1] for s in scored]
-                                                                        for i in range(batch)])
+            psnr = [[s[i][0] for s in scored] for i in range(batch)]
+            return psnr, [[s[i][1] for s in scored] for i in range(batch)]
         return nan, [row[:] for row in nan]
 
 

@@ -478,3 +478,23 @@ def test_compile_mode_compiles_the_network_once(setup, monkeypatch):
     run(setup, 'adapt.compile=True', name='compiled')
     assert calls == [{'dynamic': False}]
     assert len(results(setup, 'compiled')) == NUM * (STEPS + 1)
+
+
+def test_other_metrics_are_scored_by_basicsr_off_the_device():
+    """val.metrics that the on-device scorer does not compute (here PSNR on Y) go to BasicSR's numpy metrics."""
+    import math
+
+    from lan_basicsr.metrics import score_images
+    from lan_basicsr.models.lan_model import adapt_batch, build_adapter
+    torch.manual_seed(0)
+    net = DnCNN(**{k: v for k, v in NET.items() if k != 'type'}).eval()
+    lq = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(0))
+    gt = lq.clamp(0.1, 0.9)
+    metrics = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': True}}
+    results = adapt_batch(net, build_adapter(net, {'type': 'LAN'}), ZSN2NLoss(), lq, gt, 2, metrics_opt=metrics)
+    with torch.no_grad():
+        step0 = net(lq)  # phi = 0: y + tanh(0) = y
+    for i, result in enumerate(results):
+        assert result.psnr[0] == score_images(step0[i:i + 1], gt[i:i + 1], metrics)['psnr']
+        assert result.psnr[2] == score_images(result.output, gt[i:i + 1], metrics)['psnr']
+        assert all(math.isnan(v) for v in result.ssim) and len(result.psnr) == 3
