@@ -10,7 +10,8 @@
 #   2. the tests that need CUDA (pytest -m cuda: GPU vs CPU steps, no host sync inside a step, speed modes, LANModel)
 #   3. benchmarks/device_agreement.py: LAN and FullTrainable on GPU vs CPU, per-step PSNR/SSIM, TF32 on and off
 #   4. benchmarks/torchrun_smoke.py: torchrun (nccl) training with --auto_resume and a LANModel run, resumed
-#   5. benchmarks/throughput.py: the released DnCNN and Restormer configurations, ours vs the official loop
+#   5. benchmarks/throughput.py: the released DnCNN and Restormer configurations, ours vs the official loop (default
+#      mode and bf16 at B = 1 and 4; then torch.compile at B = 1, last, since compiling Restormer takes minutes)
 # Nothing to type; the stages run in that order, each one's exit status and time are summarised at the end.
 set -u
 cd "$(dirname "$0")/.."
@@ -86,8 +87,12 @@ EOF
 stage "pytest -m cuda" 120 python -m pytest -q -m cuda -p no:cacheprovider -rs tests
 stage "device agreement (GPU vs CPU)" 90 python benchmarks/device_agreement.py --images 2 --steps 10
 stage "torchrun smoke (nccl)" 100 python benchmarks/torchrun_smoke.py --nproc 1
-stage "throughput (released configs)" 240 python benchmarks/throughput.py --device cuda --configs full \
-    --archs DnCNN Restormer --losses ZSN2NLoss --images 4 --batch-sizes 1 4 --speed-batch-sizes 1 --rounds 2
+stage "throughput, default mode and bf16 (released configs)" 150 python benchmarks/throughput.py --device cuda \
+    --configs full --archs DnCNN Restormer --losses ZSN2NLoss --images 4 --batch-sizes 1 4 --modes default bf16 \
+    --rounds 2
+# compiling the released Restormer takes minutes: last, so that a time limit cuts only this part
+stage "throughput, compile (released configs)" 200 python benchmarks/throughput.py --device cuda --configs full \
+    --archs DnCNN Restormer --losses ZSN2NLoss --images 4 --batch-sizes 1 --modes default compile --rounds 2
 
 echo
 echo "=== summary ($(($(date +%s) - START)) s in all; output: $OUTFILE)"
