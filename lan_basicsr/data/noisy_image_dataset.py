@@ -6,7 +6,8 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from .data_util import (check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
+from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath
+from .data_util import (CROP_OPTION, check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
                         read_lmdb_meta_info, require_path)
 
 __all__ = ['NoisyImageDataset']
@@ -21,6 +22,8 @@ class NoisyImageDataset(data.Dataset):
         io_backend (dict): ``{type: disk}`` (default) or ``{type: lmdb}``.
         crop (dict, optional): fixed crop ``{size: 256, position: top_left | center}``; omitted: full images.
     """
+
+    option_keys = {'dataroot_lq': DirPath(), 'io_backend': IO_BACKEND, 'crop': CROP_OPTION}
 
     def __init__(self, opt):
         super().__init__()

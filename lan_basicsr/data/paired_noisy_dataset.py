@@ -6,8 +6,10 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from .data_util import (fixed_crop, load_image, option_where, paired_keys_from_lmdbs, paired_paths_from_folders,
-                        parse_crop_opt, require_path, train_crop_augment)
+from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, TrainOnly
+from .data_util import (CROP_OPTION, FILENAME_TMPL_OPTION, fixed_crop, load_image, option_where,
+                        paired_keys_from_lmdbs, paired_paths_from_folders, parse_crop_opt, require_path,
+                        train_crop_augment)
 
 __all__ = ['PairedNoisyDataset']
 
@@ -27,6 +29,17 @@ class PairedNoisyDataset(data.Dataset):
     Items: ``{'lq', 'gt'}`` float32 RGB CHW in [0, 1] (conversions: ``data_util``), ``'lq_path'``, ``'gt_path'``
     (file paths or LMDB keys) and ``'name'`` (the LQ file stem or key). lq and gt of different sizes are a DataError.
     """
+
+    option_keys = {
+        'dataroot_lq': DirPath(),
+        'dataroot_gt': DirPath(),
+        'io_backend': IO_BACKEND,
+        'filename_tmpl': FILENAME_TMPL_OPTION,
+        'crop': CROP_OPTION,
+        'gt_size': TrainOnly(Int(ge=1)),
+        'use_hflip': TrainOnly(Bool()),
+        'use_rot': TrainOnly(Bool()),
+    }
 
     def __init__(self, opt):
         super().__init__()

@@ -9,8 +9,10 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import (IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str,
+                                             TrainOnly)
 from lan_basicsr.utils.registry import NOISE_REGISTRY, build_from_registry
-from .data_util import (check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
+from .data_util import (CROP_OPTION, check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
                         read_lmdb_meta_info, require_path, train_crop_augment)
 
 __all__ = ['SyntheticNoiseDataset', 'SKIMAGE_PHOTOS', 'skimage_image_path']
@@ -64,6 +66,23 @@ class SyntheticNoiseDataset(data.Dataset):
 
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path', 'name'}``, float32 RGB CHW; ``lq_path`` = ``gt_path`` = the clean file.
     """
+
+    option_keys = {
+        'dataroot_gt': DirPath(),
+        'skimage_images': OneOf(Str(choices=('photos', )), ListOf(Str(), min_len=1), what='"photos" or a list of names'),
+        'split': Str(choices=('all', 'train', 'heldout')),
+        'heldout': OneOf(Int(ge=0), ListOf(Str()), what='a number of images or a list of names'),
+        'noise': Registered('noise'),
+        'seed': Int(ge=0),
+        'fixed_noise': Bool(),
+        'clip': Bool(),
+        'cache_images': Bool(),
+        'io_backend': IO_BACKEND,
+        'crop': CROP_OPTION,
+        'gt_size': TrainOnly(Int(ge=1)),
+        'use_hflip': TrainOnly(Bool()),
+        'use_rot': TrainOnly(Bool()),
+    }
 
     def __init__(self, opt):
         super().__init__()

@@ -36,10 +36,12 @@ from tqdm import tqdm
 
 from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Registered, Spec, accepted_arguments,
+                                             class_option_values)
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
-from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
-                         write_settings, write_summary)
+from .step_store import (StepStore, check_settings, image_csv, image_manifest, input_csv, mean, read_step_csv,
+                         summarise, write_settings, write_summary)
 
 __all__ = ['LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_image', 'build_adapter', 'read_step_csv']
 
@@ -59,7 +61,56 @@ ADAPT_DEFAULTS = {
 }
 _MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset')  # the rest of adapt: goes to the adapter
 _NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
+# Value rules of the loop's keys (checked before anything is built); a loop key without a rule is accepted as is.
+ADAPT_VALUES = {
+    'steps': Int(ge=0),
+    'seed': Int(ge=0),
+    'report_steps': ListOf(Int(ge=0), null=True),
+    'save_offset': Bool(),
+    'loss': Registered('loss'),
+}
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
+# dataset keys that do not change the numbers (everything else is part of adapt_run.json)
+_DATASET_KEYS_NOT_IN_SIGNATURE = ('name', 'phase', 'cache_images')
+SCORED_METRICS = ('psnr', 'ssim')  # the per-step CSV columns
+
+
+class AdaptSpec(Spec):
+    """The ``adapt`` section: the loop's keys (``ADAPT_DEFAULTS`` and ``_MODEL_KEYS``, rules in ``ADAPT_VALUES``) plus
+    the arguments of the chosen adapter class (its signature; rules in its ``option_values``). A key another adapter
+    takes is accepted when null, so that a base file can list ``layer: ~`` for every adapter type."""
+
+    what = 'a mapping {type: LAN | FullTrainable | FirstLayer | LastLayer, steps, lr, ...}'
+
+    def check(self, value, keys, ctx):
+        if value is None:
+            return
+        if not isinstance(value, dict):
+            ctx.fail(keys, f'expected {self.what}, got {value!r}')
+        cls = Registered('adapter', default_type=ADAPT_DEFAULTS['type']).resolve(value, keys, ctx)
+        loop = set(_MODEL_KEYS) | (set(ADAPT_DEFAULTS) - {'type', 'lr', 'optim'})
+        params, _ = accepted_arguments(cls, skip=('net', ))
+        others = {}
+        for name in ADAPTER_REGISTRY.keys():
+            for arg in accepted_arguments(ADAPTER_REGISTRY.get(name), skip=('net', ))[0]:
+                others.setdefault(arg, []).append(name)
+        values = class_option_values(cls)
+        for key, item in value.items():
+            if key == 'type':
+                continue
+            if key in loop:
+                ADAPT_VALUES.get(key, AnyValue()).check(item, keys + (key, ), ctx)
+            elif key in params:
+                if key in values:
+                    values[key].check(item, keys + (key, ), ctx)
+            elif key in others:
+                if item is not None:
+                    ctx.fail(keys + (key, ), f'not used by adapt.type {cls.__name__} (an argument of '
+                             f'{", ".join(sorted(others[key]))}); remove it or set it to null')
+            else:
+                known = sorted({'type'} | loop | set(others))
+                from lan_basicsr.utils.option_schema import Section
+                Section({k: AnyValue() for k in known}).unknown_key(key, keys, ctx)
 
 
 class AdaptResult(NamedTuple):
@@ -163,9 +214,29 @@ class LANModel(DenoiseModel):
     loop. The network is never wrapped in DDP/DataParallel: each rank adapts its own images independently.
     """
 
+    @classmethod
+    def option_sections(cls):
+        """Top-level sections this model reads besides BasicSR's (see lan_basicsr.utils.option_schema)."""
+        return {**super().option_sections(), 'adapt': AdaptSpec()}
+
+    @classmethod
+    def check_options(cls, opt, ctx):
+        """Checks that need more than one key: run kind and the metric names the CSVs have columns for."""
+        if ctx.is_train:
+            ctx.fail(('model_type', ), 'LANModel adapts at test time: run it with tools/test.py, not tools/train.py')
+        metrics = (opt.get('val') or {}).get('metrics') or {}
+        unused = sorted(set(metrics) - set(SCORED_METRICS))
+        if unused:
+            ctx.fail(('val', 'metrics', unused[0]), f'LANModel records {" and ".join(SCORED_METRICS)} per step (the '
+                     'per_step.csv columns); name the metrics psnr / ssim or remove this one')
+
     def __init__(self, opt):
         if opt.get('is_train'):
             raise OptionError('model_type LANModel adapts at test time: run it with tools/test.py, not tools/train.py')
+        self.opt = opt
+        self.results_root = opt['path'].get('results_root') or osp.join(opt['root_path'], 'results', opt['name'])
+        self.steps = (opt.get('adapt') or {}).get('steps', ADAPT_DEFAULTS['steps'])
+        self._check_signature()  # before the network is built
         super().__init__(opt)
         adapt = deepcopy(ADAPT_DEFAULTS)
         adapt.update(deepcopy(opt.get('adapt') or {}))
@@ -185,34 +256,56 @@ class LANModel(DenoiseModel):
         self.loss_fn = build_from_registry(LOSS_REGISTRY, adapt['loss'], where='adapt.loss').to(self.device)
         self.adapter = build_adapter(self.net, adapt)
         self.metrics_opt = (opt.get('val') or {}).get('metrics') or DEFAULT_METRICS
-        self.results_root = opt['path'].get('results_root') or osp.join(opt['root_path'], 'results', opt['name'])
         get_root_logger().info(f'Adaptation: {adapt["type"]} (lr {self.adapter.lr:g}, {self.adapter.optim_opt}), '
                                f'{adapt["loss"]}, {steps} steps, seed {adapt["seed"]}')
-        self._check_signature()
 
     # DDP would all-reduce gradients between ranks that adapt different images; DataParallel splits batches of one.
     def model_to_device(self, net):
         return net.to(self.device)
 
     # -----------------------------------------------------------------------------------------------------------------
-    def _signature(self):
-        adapt = {k: v for k, v in self.adapt_opt.items() if k not in _NOT_IN_SIGNATURE}
-        adapt.update(lr=self.adapter.lr, optim=self.adapter.optim_opt)  # resolved: lr null == the default value
-        datasets = {}
-        for ds in (self.opt.get('datasets') or {}).values():
-            keep = ('type', 'crop', 'filename_tmpl', 'io_backend')
-            datasets[ds.get('name')] = {k: v for k, v in ds.items() if k in keep or k.startswith('dataroot')}
-        sig = {
-            'adapt': adapt,
-            'network_g': self.opt.get('network_g'),
-            'pretrain_network_g': self.opt['path'].get('pretrain_network_g'),
-            'datasets': datasets
+    @classmethod
+    def run_settings(cls, opt):
+        """Everything that changes the numbers of a run, as stored in ``adapt_run.json``: the network, the content
+        hash of every checkpoint, every dataset and noise option, the seeds, the metrics and the ``adapt`` section
+        (resolved: ``lr: null`` is the adapter's default). A rerun into the same folder must match all of it."""
+        from lan_basicsr.utils.checkpoint import file_sha256
+        adapt = deepcopy(ADAPT_DEFAULTS)
+        adapt.update(deepcopy(opt.get('adapt') or {}))
+        adapter_cls = ADAPTER_REGISTRY.get(adapt['type'])
+        adapt['lr'] = float(adapter_cls.default_lr if adapt.get('lr') is None else adapt['lr'])
+        adapt['optim'] = dict(adapt.get('optim') or {'type': 'Adam'})
+        adapt = {k: v for k, v in adapt.items() if k not in _NOT_IN_SIGNATURE}
+        path_opt = opt.get('path') or {}
+        checkpoints = {
+            f'path.{k}': file_sha256(v)
+            for k, v in path_opt.items() if k.startswith('pretrain_network_') and v
         }
-        return sig
+        if adapt.get('init_path'):
+            checkpoints['adapt.init_path'] = file_sha256(adapt.pop('init_path'))
+        datasets = {}
+        for ds in (opt.get('datasets') or {}).values():
+            keep = {k: v for k, v in ds.items() if k not in _DATASET_KEYS_NOT_IN_SIGNATURE}
+            for k, v in keep.items():
+                if k.startswith('dataroot') and isinstance(v, str):
+                    keep[k] = osp.abspath(v)
+            datasets[ds.get('name')] = keep
+        metrics = deepcopy((opt.get('val') or {}).get('metrics') or DEFAULT_METRICS)
+        for metric in metrics.values():
+            metric.setdefault('crop_border', 0)  # score_images' default
+        return {
+            'adapt': adapt,
+            'networks': {k: v for k, v in opt.items() if k.startswith('network_')},
+            'checkpoints': checkpoints,
+            'path': {k: v for k, v in path_opt.items() if k.startswith(('param_key_', 'strict_load_'))},
+            'manual_seed': opt.get('manual_seed'),
+            'metrics': metrics,
+            'datasets': datasets,
+        }
 
     def _check_signature(self):
         """Refuse to continue results made with other settings (e.g. --cfg-options adapt.type=... under one name)."""
-        check_settings(self.results_root, self._signature(), self.opt['name'], self.steps)
+        check_settings(self.results_root, self.run_settings(self.opt), self.opt['name'], self.steps, partial=True)
 
     # -----------------------------------------------------------------------------------------------------------------
     def _broadcast(self, obj):
@@ -233,10 +326,20 @@ class LANModel(DenoiseModel):
         rank, world_size = self.opt['rank'], self.opt['world_size']
         store = StepStore(self.results_root, rank, self.steps)
         logger = get_root_logger()
-        done = None
+        done, problem = None, None
+        if rank == 0:
+            settings = self.run_settings(self.opt)
+            settings['datasets'][dataset_name]['images'] = image_manifest(dataset)
+            try:  # the image list and files too: nothing is written for a dataset whose images changed
+                check_settings(self.results_root, settings, self.opt['name'], self.steps)
+            except OptionError as e:
+                problem = str(e)
+        problem = self._broadcast(problem)
+        if problem is not None:
+            raise OptionError(problem)
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
-            write_settings(self.results_root, self._signature(), self.steps)
+            write_settings(self.results_root, settings, self.steps)
             groups = store.consolidate([dataset_name])
             done = {image for (ds, image) in groups if ds == dataset_name}
             resumed = [rows for (ds, _), rows in groups.items() if ds == dataset_name and rows[0][3]]
