@@ -34,7 +34,7 @@ def _run(opt):
             os.makedirs(opt['path']['visualization'], exist_ok=True)
         except OSError as e:
             raise OptionError(f'{opt["path"]["results_root"]}: cannot create the results folder ({e.strerror or e}); '
-                              'make results/ writable') from None
+                              'make it writable or set LAN_BASICSR_ROOT to a folder you can write to') from None
     if opt['dist']:
         torch.distributed.barrier()
     log_file = osp.join(opt['path']['log'], f"test_{opt['name']}_{get_time_str()}.log")

@@ -12,6 +12,7 @@ the GPU-only ``init_dist`` and loads resume states onto CUDA):
 import datetime
 import logging
 import math
+import os
 import time
 from os import path as osp
 
@@ -133,6 +134,9 @@ def _train(opt, root_path):
     resume_path = find_resume_state(opt)
     if resume_path is None:
         make_exp_dirs(opt)
+    elif opt['rank'] == 0:  # resuming from a state given in path.resume_state into a new experiment folder
+        for key in ('experiments_root', 'models', 'training_states', 'visualization'):
+            os.makedirs(opt['path'][key], exist_ok=True)
         if opt['logger'].get('use_tb_logger') and opt['rank'] == 0:
             mkdir_and_rename(osp.join(root_path, 'tb_logger', opt['name']))
     if opt['dist']:

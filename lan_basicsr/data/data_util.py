@@ -190,13 +190,14 @@ def paired_keys_from_lmdbs(lq_path, gt_path):
 
 
 # Option specs shared by the datasets' ``option_keys`` (see lan_basicsr.utils.option_schema).
-CROP_OPTION = Section({
-    'size': OneOf(Int(ge=1), ListOf(Int(ge=1), length=2), what='a positive int or [H, W]'),
-    'position': Str(choices=('top_left', 'center')),
-},
-                      required=('size', ),
-                      null=True,
-                      what='{size: S or [H, W], position: top_left | center}')
+CROP_OPTION = Section(
+    {
+        'size': OneOf(Int(ge=1), ListOf(Int(ge=1), length=2), what='a positive int or [H, W]'),
+        'position': Str(choices=('top_left', 'center')),
+    },
+    required=('size', ),
+    null=True,
+    what='{size: S or [H, W], position: top_left | center}')
 FILENAME_TMPL_OPTION = Str(check=lambda v: None if '{}' in v else f'"{v}" has no {{}} for the GT file stem')
 
 

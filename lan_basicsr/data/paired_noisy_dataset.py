@@ -7,9 +7,8 @@ from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
 from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, TrainOnly
-from .data_util import (CROP_OPTION, FILENAME_TMPL_OPTION, fixed_crop, load_image, option_where,
-                        paired_keys_from_lmdbs, paired_paths_from_folders, parse_crop_opt, require_path,
-                        train_crop_augment)
+from .data_util import (CROP_OPTION, FILENAME_TMPL_OPTION, fixed_crop, load_image, option_where, paired_keys_from_lmdbs,
+                        paired_paths_from_folders, parse_crop_opt, require_path, train_crop_augment)
 
 __all__ = ['PairedNoisyDataset']
 

@@ -9,8 +9,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from lan_basicsr.utils.option_schema import (IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str,
-                                             TrainOnly)
+from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str, TrainOnly
 from lan_basicsr.utils.registry import NOISE_REGISTRY, build_from_registry
 from .data_util import (CROP_OPTION, check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
                         read_lmdb_meta_info, require_path, train_crop_augment)
@@ -69,7 +68,8 @@ class SyntheticNoiseDataset(data.Dataset):
 
     option_keys = {
         'dataroot_gt': DirPath(),
-        'skimage_images': OneOf(Str(choices=('photos', )), ListOf(Str(), min_len=1), what='"photos" or a list of names'),
+        'skimage_images':
+        OneOf(Str(choices=('photos', )), ListOf(Str(), min_len=1), what='"photos" or a list of names'),
         'split': Str(choices=('all', 'train', 'heldout')),
         'heldout': OneOf(Int(ge=0), ListOf(Str()), what='a number of images or a list of names'),
         'noise': Registered('noise'),

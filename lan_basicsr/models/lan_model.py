@@ -18,7 +18,6 @@ Non-finite loss (or gradient) at step k: the image's adaptation stops at its las
 loss), a warning names the image; the step-k row keeps the non-finite loss, rows k+1..N carry the step-k scores
 with an empty loss, and the saved image is the step-k output. The run goes on with the next image.
 """
-import inspect
 import math
 import os
 import time
@@ -36,7 +35,7 @@ from tqdm import tqdm
 
 from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import DataError, OptionError
-from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Registered, Spec, accepted_arguments,
+from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Registered, Section, Spec, accepted_arguments,
                                              class_option_values)
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
@@ -105,11 +104,11 @@ class AdaptSpec(Spec):
                     values[key].check(item, keys + (key, ), ctx)
             elif key in others:
                 if item is not None:
-                    ctx.fail(keys + (key, ), f'not used by adapt.type {cls.__name__} (an argument of '
-                             f'{", ".join(sorted(others[key]))}); remove it or set it to null')
+                    ctx.fail(
+                        keys + (key, ), f'not used by adapt.type {cls.__name__} (an argument of '
+                        f'{", ".join(sorted(others[key]))}); remove it or set it to null')
             else:
                 known = sorted({'type'} | loop | set(others))
-                from lan_basicsr.utils.option_schema import Section
                 Section({k: AnyValue() for k in known}).unknown_key(key, keys, ctx)
 
 
@@ -133,7 +132,7 @@ def build_adapter(net, adapt_opt):
     opt = {k: v for k, v in adapt_opt.items() if k not in _MODEL_KEYS}
     check_registered(ADAPTER_REGISTRY, opt.get('type'), 'adapt.type')
     cls = ADAPTER_REGISTRY.get(opt['type'])
-    accepted = set(inspect.signature(cls.__init__).parameters) - {'self', 'net'}
+    accepted = set(accepted_arguments(cls, skip=('net', ))[0])
     opt = {k: v for k, v in opt.items() if k in accepted or k == 'type' or v is not None}  # e.g. layer: null for LAN
     unknown = sorted(set(opt) - accepted - {'type'})
     if unknown:
@@ -295,9 +294,15 @@ class LANModel(DenoiseModel):
             metric.setdefault('crop_border', 0)  # score_images' default
         return {
             'adapt': adapt,
-            'networks': {k: v for k, v in opt.items() if k.startswith('network_')},
+            'networks': {
+                k: v
+                for k, v in opt.items() if k.startswith('network_')
+            },
             'checkpoints': checkpoints,
-            'path': {k: v for k, v in path_opt.items() if k.startswith(('param_key_', 'strict_load_'))},
+            'path': {
+                k: v
+                for k, v in path_opt.items() if k.startswith(('param_key_', 'strict_load_'))
+            },
             'manual_seed': opt.get('manual_seed'),
             'metrics': metrics,
             'datasets': datasets,
@@ -361,38 +366,40 @@ class LANModel(DenoiseModel):
             dynamic_ncols=True)
         if psnr_first:
             bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
-        for index in indices:
-            data = default_collate([dataset[index]])
-            image = _image_name(data, index)
-            if image in seen:
-                raise DataError(f'{dataset_name}: two images are named "{image}" (index {index}); results are '
-                                'keyed by image name, so names must be unique within a dataset')
-            seen.add(image)
-            if image in done:
+        try:  # the bar is closed before an error propagates, so that the error is the last line printed
+            for index in indices:
+                data = default_collate([dataset[index]])
+                image = _image_name(data, index)
+                if image in seen:
+                    raise DataError(f'{dataset_name}: two images are named "{image}" (index {index}); results are '
+                                    'keyed by image name, so names must be unique within a dataset')
+                seen.add(image)
+                if image in done:
+                    bar.update(1)
+                    continue
+                start = time.perf_counter()
+                result = self.adapt_one(data, index, image)
+                seconds.append(time.perf_counter() - start)
+                if save_img:
+                    imwrite(
+                        tensor2img(result.output),
+                        osp.join(self.opt['path']['visualization'], dataset_name, f'{image}.png'))
+                if self.adapt_opt.get('save_offset') and self.adapter.offset() is not None:
+                    folder = osp.join(self.results_root, 'offsets', dataset_name)
+                    os.makedirs(folder, exist_ok=True)
+                    np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
+                    np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
+                noisy = None
+                if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
+                    noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
+                store.append(image_csv(dataset_name, image, result, self.steps), noisy)  # last: done = all saved
+                if not math.isnan(result.psnr[0]):
+                    psnr_first.append(result.psnr[0])
+                    psnr_last.append(result.psnr[-1])
+                    bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
                 bar.update(1)
-                continue
-            start = time.perf_counter()
-            result = self.adapt_one(data, index, image)
-            seconds.append(time.perf_counter() - start)
-            if save_img:
-                imwrite(
-                    tensor2img(result.output), osp.join(self.opt['path']['visualization'], dataset_name,
-                                                        f'{image}.png'))
-            if self.adapt_opt.get('save_offset') and self.adapter.offset() is not None:
-                folder = osp.join(self.results_root, 'offsets', dataset_name)
-                os.makedirs(folder, exist_ok=True)
-                np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
-                np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
-            noisy = None
-            if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
-                noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
-            store.append(image_csv(dataset_name, image, result, self.steps), noisy)  # last: done = all saved
-            if not math.isnan(result.psnr[0]):
-                psnr_first.append(result.psnr[0])
-                psnr_last.append(result.psnr[-1])
-                bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
-            bar.update(1)
-        bar.close()
+        finally:
+            bar.close()
         if seconds:
             logger.info(f'{dataset_name}: rank {rank} adapted {len(seconds)} images, '
                         f'{sum(seconds) / len(seconds):.3f} s per image ({self.steps} steps)')
@@ -415,6 +422,10 @@ class LANModel(DenoiseModel):
     def adapt_one(self, data, index, image='image'):
         """Adapt to one collated item (batch of one); the loss's random draws are seeded with seed + index."""
         lq = data['lq'].to(self.device)
+        if lq.dim() == 4 and min(lq.shape[-2:]) < 2:
+            where = data['lq_path'][0] if 'lq_path' in data else image
+            raise DataError(f'{where}: image "{image}" is {lq.shape[-2]}x{lq.shape[-1]} pixels; the self-supervised '
+                            'losses need at least 2x2: remove it from the dataset')
         if lq.size(0) != 1:
             raise OptionError(f'LANModel adapts one image at a time; got a batch of {lq.size(0)} (set the test '
                               'dataset batch_size_per_gpu to 1)')

@@ -288,8 +288,10 @@ def _diff_message(diff, old_flat, new_flat):
         added = [k.split('.images.', 1)[1] for k in images if k not in old_flat]
         changed = [k.split('.images.', 1)[1] for k in images if k in old_flat and k in new_flat]
         dataset = images[0].split('.images.', 1)[0]
-        what = [f'{len(v)} {label} (e.g. {v[0]})' for label, v in (('missing now', removed), ('new', added),
-                                                                   ('changed in size', changed)) if v]
+        what = [
+            f'{len(v)} {label} (e.g. {v[0]})'
+            for label, v in (('missing now', removed), ('new', added), ('changed in size', changed)) if v
+        ]
         parts.append(f'{dataset}.images: {", ".join(what)}')
     return '; '.join(parts)
 
@@ -308,7 +310,8 @@ def check_settings(root, signature, name, steps, partial=False):
         with open(path, encoding='utf-8') as f:
             old = json.load(f)
     except (OSError, ValueError) as e:
-        raise OptionError(f'{path}: unreadable ({e}); the folder\'s settings are unknown: move the folder away') from None
+        raise OptionError(
+            f'{path}: unreadable ({e}); the folder\'s settings are unknown: move the folder away') from None
     new = _normalise(signature)
     old_flat = _flatten({k: v for k, v in old.items() if k != 'datasets'})
     new_flat = _flatten({k: v for k, v in new.items() if k != 'datasets'})
@@ -320,8 +323,9 @@ def check_settings(root, signature, name, steps, partial=False):
         new_flat.update(_flatten(new_ds, f'datasets.{ds}.'))
     diff = [k for k in sorted(set(old_flat) | set(new_flat)) if old_flat.get(k) != new_flat.get(k)]
     if diff:
-        raise OptionError(f'{root} holds results of a run with other settings ({_diff_message(diff, old_flat, new_flat)}'
-                          f'). Give this run its own name (--cfg-options name={name}_<variant>) or move that folder away')
+        raise OptionError(
+            f'{root} holds results of a run with other settings ({_diff_message(diff, old_flat, new_flat)}'
+            f'). Give this run its own name (--cfg-options name={name}_<variant>) or move that folder away')
 
 
 def write_settings(root, signature, steps):

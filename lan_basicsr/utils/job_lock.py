@@ -52,8 +52,9 @@ class JobLock:
             os.makedirs(self.parent, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o644)
         except OSError as e:
-            raise OptionError(f'{self.parent}: cannot write there ({e.strerror or e}); make it writable or run from a '
-                              'copy of the repository you can write to') from None
+            raise OptionError(
+                f'{self.parent}: cannot write there ({e.strerror or e}); make it writable, or set '
+                'LAN_BASICSR_ROOT to a folder you can write to (results/ and experiments/ go there)') from None
         try:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except BlockingIOError:
@@ -118,11 +119,12 @@ def _undo_failed_start(folder, existed, before, archives_before):
     archived = sorted(_archives(folder) - archives_before)
     fresh = not existed or bool(archived)  # BasicSR moved an earlier folder aside: this one is the job's own
     after = _snapshot(folder)
-    new = [p for p, st in after.items() if fresh or before.get(p) != st]
-    if any(not p.endswith('.log') for p in new):
+    changed = [p for p, st in after.items() if fresh or before.get(p) != st]
+    if any(not p.endswith('.log') for p in changed):
         return
-    for p in new:
-        os.remove(osp.join(folder, p))
+    for p in changed:
+        if fresh or p not in before:  # this job's own log (an earlier one that BasicSR rewrote is left alone)
+            os.remove(osp.join(folder, p))
     if not fresh or not osp.isdir(folder) or any(files for _, _, files in os.walk(folder)):
         return
     shutil.rmtree(folder)
@@ -164,4 +166,3 @@ def job_folder(folder, opt):
     finally:
         if lock is not None:
             lock.release()
-

@@ -62,12 +62,14 @@ class OptionContext:
 
 
 def _closest(key, known):
-    match = difflib.get_close_matches(str(key), [str(k) for k in known], n=1, cutoff=0.6)
-    return f' (did you mean "{match[0]}"?)' if match else ''
+    """`` (did you mean "x"?)`` for the known name closest to ``key`` (case-insensitive), or nothing."""
+    by_lower = {str(k).lower(): str(k) for k in known}
+    match = difflib.get_close_matches(str(key).lower(), list(by_lower), n=1, cutoff=0.6)
+    return f' (did you mean "{by_lower[match[0]]}"?)' if match else ''
 
 
 def _listing(names, limit=30):
-    names = sorted(str(n) for n in names)
+    names = [str(n) for n in names]
     return ', '.join(names[:limit]) + (f', ... ({len(names) - limit} more)' if len(names) > limit else '')
 
 
@@ -105,8 +107,9 @@ class Value(Spec):
     def _describe(self):
         names = {int: 'an integer', float: 'a number', bool: 'true or false', str: 'a string'}
         base = ' or '.join(names.get(t, t.__name__) for t in self.types)
-        bounds = [f'{op} {v}' for op, v in (('>=', self.ge), ('>', self.gt), ('<=', self.le), ('<', self.lt))
-                  if v is not None]
+        bounds = [
+            f'{op} {v}' for op, v in (('>=', self.ge), ('>', self.gt), ('<=', self.le), ('<', self.lt)) if v is not None
+        ]
         if bounds:
             base += ' ' + ' and '.join(bounds)
         if self.choices:
@@ -135,8 +138,9 @@ class Value(Spec):
             if failed:
                 ctx.fail(keys, f'{value} is out of range; expected {self.what}')
         if self.choices is not None and value not in self.choices:
-            ctx.fail(keys, f'{_show(value)} is not one of {", ".join(str(c) for c in self.choices)}'
-                     f'{_closest(value, self.choices)}')
+            ctx.fail(
+                keys, f'{_show(value)} is not one of {", ".join(str(c) for c in self.choices)}'
+                f'{_closest(value, self.choices)}')
         if self.extra_check is not None:
             message = self.extra_check(value)
             if message:
@@ -200,8 +204,7 @@ class Section(Spec):
     naming the closest known one; ``tool_keys`` are set by the tools and refused in files; ``required`` must be
     present; ``open`` accepts any further key (a section whose keys cannot be known)."""
 
-    def __init__(self, keys=None, patterns=(), tool_keys=(), required=(), open=False, null=False, name=None,
-                 what=None):
+    def __init__(self, keys=None, patterns=(), tool_keys=(), required=(), open=False, null=False, name=None, what=None):
         self.keys = dict(keys or {})
         self.patterns = [(re.compile(p), s) for p, s in patterns]
         self.tool_keys, self.required, self.open, self.null, self.name = tuple(tool_keys), required, open, null, name
@@ -209,13 +212,12 @@ class Section(Spec):
 
     def extended(self, other):
         """A new Section with ``other``'s keys and patterns added (``other`` wins on a key both have)."""
+        keys = {**self.keys, **other.keys}
+        tool_keys, required = self.tool_keys + other.tool_keys, tuple(self.required) + tuple(other.required)
         out = Section(
-            {
-                **self.keys,
-                **other.keys
-            },
-            tool_keys=self.tool_keys + other.tool_keys,
-            required=tuple(self.required) + tuple(other.required),
+            keys,
+            tool_keys=tool_keys,
+            required=required,
             open=self.open or other.open,
             null=self.null or other.null,
             name=self.name,
@@ -230,8 +232,7 @@ class Section(Spec):
         return next((spec for pattern, spec in self.patterns if pattern.fullmatch(key)), None)
 
     def known(self):
-        return list(self.keys) + [p.pattern.replace('\\w+', '<name>').replace('.*', '<name>')
-                                  for p, _ in self.patterns]
+        return list(self.keys) + [p.pattern.replace('\\w+', '<name>').replace('.*', '<name>') for p, _ in self.patterns]
 
     def unknown_key(self, key, keys, ctx, known=None):
         known = self.known() if known is None else known
@@ -312,7 +313,8 @@ class Arguments(Section):
     def __init__(self, fn, skip=(), values=None, null=False, what=None):
         params, _ = accepted_arguments(fn, skip)
         values = values or {}
-        super().__init__({k: values.get(k, AnyValue()) for k in params},
+        super().__init__({k: values.get(k, AnyValue())
+                          for k in params},
                          required=[k for k, p in params.items() if p.default is p.empty],
                          null=null,
                          what=what or f'a mapping of {getattr(fn, "__name__", "")} arguments')
@@ -422,8 +424,9 @@ class Registered(Spec):
         for key, item in kwargs.items():
             if key not in params and not open_:
                 known = ['type'] + list(params)
-                ctx.fail(keys + (key, ), f'unknown key: {cls.__name__} ({self.kind} "{value.get("type")}") takes no '
-                         f'argument "{key}"{_closest(key, known)}; it takes: {_listing(known)}')
+                ctx.fail(
+                    keys + (key, ), f'unknown key: {cls.__name__} ({self.kind} "{value.get("type")}") takes no '
+                    f'argument "{key}"{_closest(key, known)}; it takes: {_listing(known)}')
             if key in values:
                 values[key].check(item, keys + (key, ), ctx)
         missing = [k for k, p in params.items() if p.default is p.empty and k not in kwargs and k not in self.provided]
@@ -462,8 +465,9 @@ class DirPath(Value):
             from .sources import dataset_hint
             ctx.fail(keys, f'path "{value}" does not exist; {dataset_hint(value)}')
         if not osp.isdir(path):
-            ctx.fail(keys, f'"{value}" is a file, not a folder; give the folder that holds the images (or the '
-                     '.lmdb folder)')
+            ctx.fail(
+                keys, f'"{value}" is a file, not a folder; give the folder that holds the images (or the '
+                '.lmdb folder)')
 
 
 class CheckpointPath(Value):
@@ -510,8 +514,10 @@ class TorchOptimizer(Spec):
         if not isinstance(value, dict):
             ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
         name = value.get('type', self.default_type)
-        names = [n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
-                 and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != 'Optimizer']
+        names = [
+            n for n in dir(torch.optim) if isinstance(getattr(torch.optim, n), type)
+            and issubclass(getattr(torch.optim, n), torch.optim.Optimizer) and n != 'Optimizer'
+        ]
         if name not in names:
             ctx.fail(keys + ('type', ), f'"{name}" is not a torch.optim optimiser{_closest(name, names)}; e.g. Adam, '
                      'AdamW, SGD')
@@ -520,13 +526,14 @@ class TorchOptimizer(Spec):
         kwargs = {k: v for k, v in value.items() if k != 'type'}
         if 'lr' in kwargs and self.lr == 'refused':
             ctx.fail(keys + ('lr', ), 'set the learning rate with adapt.lr (null = the adapter default), not here')
-        if 'lr' not in kwargs and self.lr == 'required':
-            ctx.fail(keys + ('lr', ), 'missing: the learning rate of the optimiser')
         for key in kwargs:
             if key not in params:
                 known = ['type'] + [p for p in params if not (p == 'lr' and self.lr == 'refused')]
-                ctx.fail(keys + (key, ), f'unknown key: torch.optim.{name} takes no argument "{key}"'
-                         f'{_closest(key, known)}; it takes: {_listing(known)}')
+                ctx.fail(
+                    keys + (key, ), f'unknown key: torch.optim.{name} takes no argument "{key}"'
+                    f'{_closest(key, known)}; it takes: {_listing(known)}')
+        if 'lr' not in kwargs and self.lr == 'required':
+            ctx.fail(keys + ('lr', ), 'missing: the learning rate of the optimiser')
         lr = kwargs.pop('lr', 1e-3)
         Number(gt=0).check(lr, keys + ('lr', ), ctx)
         problem = check_optimizer_arguments(optim_cls, lr, kwargs)
@@ -536,6 +543,7 @@ class TorchOptimizer(Spec):
 
 # ----------------------------------------------------------------------------------------------------------------------
 # BasicSR's option layout
+
 
 def _name_check(value):
     if not value or value in ('.', '..') or '/' in value or '\\' in value or value != value.strip():
@@ -559,13 +567,14 @@ LOADER_KEYS = {
     'num_prefetch_queue': TrainOnly(Int(ge=1)),
 }
 
-IO_BACKEND = Section({
-    'type': Str(choices=('disk', 'lmdb', 'memcached')),
-    'server_list_cfg': Str(),
-    'client_cfg': Str(),
-    'sys_path': Str(),
-},
-                     what='{type: disk | lmdb}')
+IO_BACKEND = Section(
+    {
+        'type': Str(choices=('disk', 'lmdb', 'memcached')),
+        'server_list_cfg': Str(),
+        'client_cfg': Str(),
+        'sys_path': Str(),
+    },
+    what='{type: disk | lmdb}')
 
 # BasicSR's own datasets (keys from their sources); datasets not listed here and without ``option_keys`` are not
 # checked key by key.
@@ -621,11 +630,13 @@ class DatasetsSpec(Spec):
         for phase, ds in value.items():
             kind = str(phase).split('_')[0]
             if kind not in ('train', 'val', 'test'):
-                ctx.fail(keys + (phase, ), f'unknown phase{_closest(phase, ["train", "val", "test"])}; name datasets '
-                         'train, val or val_<x> (training) and test or test_<x> (testing)')
+                ctx.fail(
+                    keys + (phase, ), f'unknown phase{_closest(phase, ["train", "val", "test"])}; name datasets '
+                    'train, val or val_<x> (training) and test or test_<x> (testing)')
             if ctx.is_train is False and kind == 'train':
-                ctx.fail(keys + (phase, ), 'a test run would score this dataset in the training phase (random crops '
-                         'and flips); name test datasets test or test_<x>')
+                ctx.fail(
+                    keys + (phase, ), 'a test run would score this dataset in the training phase (random crops '
+                    'and flips); name test datasets test or test_<x>')
             DatasetSpec().check(ds, keys + (phase, ), ctx)
 
 
@@ -637,36 +648,38 @@ METRIC_VALUES = {
     'convert_to': Str(choices=('y', 'Y')),
 }
 
-PATH = Section(
+_PATH_KEYS = {'resume_state': CheckpointPath(), 'ignore_resume_networks': ListOf(Str(), null=True)}
+_PATH_PATTERNS = [(r'pretrain_network_\w+', CheckpointPath()), (r'param_key_\w+', Str(null=True)),
+                  (r'strict_load_\w+', Bool())]
+_PATH_TOOL_KEYS = ('experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization')
+PATH = Section(_PATH_KEYS, patterns=_PATH_PATTERNS, tool_keys=_PATH_TOOL_KEYS, null=True)
+
+VAL = Section(
     {
-        'resume_state': CheckpointPath(),
-        'ignore_resume_networks': ListOf(Str(), null=True),
+        'val_freq':
+        Number(gt=0, null=True),
+        'save_img':
+        Bool(),
+        'suffix':
+        Str(null=True),
+        'pbar':
+        Bool(),
+        'metrics':
+        MapOf(Registered('metric', skip=('img', 'img2'), values=METRIC_VALUES, provided=('crop_border', )), null=True),
     },
-    patterns=[(r'pretrain_network_\w+', CheckpointPath()), (r'param_key_\w+', Str(null=True)),
-              (r'strict_load_\w+', Bool())],
-    tool_keys=('experiments_root', 'results_root', 'models', 'training_states', 'log', 'visualization'),
     null=True)
 
-VAL = Section({
-    'val_freq': Number(gt=0, null=True),
-    'save_img': Bool(),
-    'suffix': Str(null=True),
-    'pbar': Bool(),
-    'metrics': MapOf(Registered('metric', skip=('img', 'img2'), values=METRIC_VALUES, provided=('crop_border', )),
-                     null=True),
-},
-              null=True)
-
-LOGGER = Section({
-    'print_freq': Number(ge=1),
-    'save_checkpoint_freq': Number(ge=1),
-    'use_tb_logger': Bool(),
-    'wandb': Section({
-        'project': Str(null=True),
-        'resume_id': Str(null=True)
-    }, null=True),
-},
-                 null=True)
+LOGGER = Section(
+    {
+        'print_freq': Number(ge=1),
+        'save_checkpoint_freq': Number(ge=1),
+        'use_tb_logger': Bool(),
+        'wandb': Section({
+            'project': Str(null=True),
+            'resume_id': Str(null=True)
+        }, null=True),
+    },
+    null=True)
 
 
 class SchedulerSpec(Spec):
@@ -684,14 +697,16 @@ class SchedulerSpec(Spec):
             ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
         name = value.get('type')
         if name not in SCHEDULERS:
-            ctx.fail(keys + ('type', ), f'unknown scheduler {name!r}{_closest(name, SCHEDULERS)}; available: '
-                     f'{_listing(SCHEDULERS)}')
+            ctx.fail(
+                keys + ('type', ), f'unknown scheduler {name!r}{_closest(name, SCHEDULERS)}; available: '
+                f'{_listing(sorted(SCHEDULERS))}')
         params, _ = accepted_arguments(SCHEDULERS[name], skip=('optimizer', 'last_epoch'))
         for key in value:
             if key != 'type' and key not in params:
                 known = ['type'] + list(params)
-                ctx.fail(keys + (key, ), f'unknown key: {name} takes no argument "{key}"{_closest(key, known)}; it '
-                         f'takes: {_listing(known)}')
+                ctx.fail(
+                    keys + (key, ), f'unknown key: {name} takes no argument "{key}"{_closest(key, known)}; it '
+                    f'takes: {_listing(known)}')
         optimizer = torch.optim.SGD([torch.zeros(1, requires_grad=True)], lr=1e-3)
         try:
             build_scheduler(optimizer, value)
@@ -744,18 +759,9 @@ def register_section(name, spec):
     return spec
 
 
-register_section(
-    'demo',
-    Section({
-        'methods':
-        ListOf(
-            Section({
-                'key': Str(check=_name_check),
-                'label': Str(),
-                'cfg_options': MapOf(AnyValue(), null=True)
-            }, required=('key', )),
-            min_len=1)
-    }))
+_DEMO_METHOD_KEYS = {'key': Str(check=_name_check), 'label': Str(), 'cfg_options': MapOf(AnyValue(), null=True)}
+_DEMO_METHOD = Section(_DEMO_METHOD_KEYS, required=('key', ))
+register_section('demo', Section({'methods': ListOf(_DEMO_METHOD, min_len=1)}))  # read by tools/demo.py
 
 
 def _model_sections(model_cls):
@@ -792,7 +798,7 @@ def check_options(opt, ctx):
         ctx.fail((), 'the options must be a mapping')
     models = _registry('model')
     if 'model_type' not in opt:
-        ctx.fail(('model_type', ), f'missing (registered: {_listing(models.keys())})')
+        ctx.fail(('model_type', ), f'missing (registered: {_listing(sorted(models.keys()))})')
     try:
         check_registered(models, opt['model_type'], 'model_type')
     except OptionError as e:
