@@ -25,6 +25,7 @@ from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logge
                            make_exp_dirs, mkdir_and_rename, scandir)
 from basicsr.utils.options import dict2str
 
+from lan_basicsr.data.channels import match_network_channels
 from lan_basicsr.utils.errors import CheckpointError, OptionError
 from lan_basicsr.utils.job_lock import job_folder
 from lan_basicsr.utils.options import parse_options
@@ -134,11 +135,11 @@ def _train(opt, root_path):
     resume_path = find_resume_state(opt)
     if resume_path is None:
         make_exp_dirs(opt)
+        if opt['logger'].get('use_tb_logger') and opt['rank'] == 0:
+            mkdir_and_rename(osp.join(root_path, 'tb_logger', opt['name']))
     elif opt['rank'] == 0:  # resuming from a state given in path.resume_state into a new experiment folder
         for key in ('experiments_root', 'models', 'training_states', 'visualization'):
             os.makedirs(opt['path'][key], exist_ok=True)
-        if opt['logger'].get('use_tb_logger') and opt['rank'] == 0:
-            mkdir_and_rename(osp.join(root_path, 'tb_logger', opt['name']))
     if opt['dist']:
         torch.distributed.barrier()  # rank 0 created the experiment folders
     log_file = osp.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
@@ -161,6 +162,7 @@ def _train(opt, root_path):
         opt['path']['resume_state'] = resume_path
         _load_networks_of_iter(opt, resume_state['iter'], logger)
     model = build_model(opt)
+    match_network_channels(model.get_bare_model(model.net_g), [train_loader.dataset] + [v.dataset for v in val_loaders])
     if resume_state is not None:
         model.resume_training(resume_state)
         current_iter = resume_state['iter']

@@ -74,6 +74,18 @@ _DATASET_KEYS_NOT_IN_SIGNATURE = ('name', 'phase', 'cache_images')
 SCORED_METRICS = ('psnr', 'ssim')  # the per-step CSV columns
 
 
+def _by_content(value):
+    """``value`` with every string that names an existing file replaced by ``sha256:<digest of its content>``."""
+    from lan_basicsr.utils.checkpoint import file_sha256
+    if isinstance(value, dict):
+        return {k: _by_content(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_by_content(v) for v in value]
+    if isinstance(value, str) and value and osp.isfile(osp.expanduser(value)):
+        return 'sha256:' + file_sha256(osp.expanduser(value))
+    return value
+
+
 class AdaptSpec(Spec):
     """The ``adapt`` section: the loop's keys (``ADAPT_DEFAULTS`` and ``_MODEL_KEYS``, rules in ``ADAPT_VALUES``) plus
     the arguments of the chosen adapter class (its signature; rules in its ``option_values``). A key another adapter
@@ -265,10 +277,11 @@ class LANModel(DenoiseModel):
     # -----------------------------------------------------------------------------------------------------------------
     @classmethod
     def run_settings(cls, opt):
-        """Everything that changes the numbers of a run, as stored in ``adapt_run.json``: the network, the content
-        hash of every checkpoint, every dataset and noise option, the seeds, the metrics and the ``adapt`` section
-        (resolved: ``lr: null`` is the adapter's default). A rerun into the same folder must match all of it."""
-        from lan_basicsr.utils.checkpoint import file_sha256
+        """Everything that changes the numbers of a run, as stored in ``adapt_run.json``: the networks, every dataset
+        and noise option, the seeds, the metrics and the ``adapt`` section (resolved: ``lr: null`` is the adapter's
+        default). Every option naming a file (a checkpoint, ``network_g.path``, ``adapt.init_path``, a meta_info
+        file) is recorded by its content (sha256), so that moving a file changes nothing and rewriting one is seen.
+        A rerun into the same folder must match all of it; the image lists are added per dataset (validation)."""
         adapt = deepcopy(ADAPT_DEFAULTS)
         adapt.update(deepcopy(opt.get('adapt') or {}))
         adapter_cls = ADAPTER_REGISTRY.get(adapt['type'])
@@ -276,37 +289,31 @@ class LANModel(DenoiseModel):
         adapt['optim'] = dict(adapt.get('optim') or {'type': 'Adam'})
         adapt = {k: v for k, v in adapt.items() if k not in _NOT_IN_SIGNATURE}
         path_opt = opt.get('path') or {}
-        checkpoints = {
-            f'path.{k}': file_sha256(v)
-            for k, v in path_opt.items() if k.startswith('pretrain_network_') and v
-        }
-        if adapt.get('init_path'):
-            checkpoints['adapt.init_path'] = file_sha256(adapt.pop('init_path'))
         datasets = {}
         for ds in (opt.get('datasets') or {}).values():
             keep = {k: v for k, v in ds.items() if k not in _DATASET_KEYS_NOT_IN_SIGNATURE}
             for k, v in keep.items():
                 if k.startswith('dataroot') and isinstance(v, str):
-                    keep[k] = osp.abspath(v)
+                    keep[k] = osp.abspath(osp.expanduser(v))
             datasets[ds.get('name')] = keep
         metrics = deepcopy((opt.get('val') or {}).get('metrics') or DEFAULT_METRICS)
         for metric in metrics.values():
             metric.setdefault('crop_border', 0)  # score_images' default
-        return {
+        settings = {
             'adapt': adapt,
             'networks': {
                 k: v
                 for k, v in opt.items() if k.startswith('network_')
             },
-            'checkpoints': checkpoints,
             'path': {
                 k: v
-                for k, v in path_opt.items() if k.startswith(('param_key_', 'strict_load_'))
+                for k, v in path_opt.items() if k.startswith(('pretrain_network_', 'param_key_', 'strict_load_'))
             },
             'manual_seed': opt.get('manual_seed'),
             'metrics': metrics,
             'datasets': datasets,
         }
+        return _by_content(settings)
 
     def _check_signature(self):
         """Refuse to continue results made with other settings (e.g. --cfg-options adapt.type=... under one name)."""

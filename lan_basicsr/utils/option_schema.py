@@ -374,7 +374,7 @@ _CHEAP_BASICSR_LOSSES = ('L1Loss', 'MSELoss', 'CharbonnierLoss', 'WeightedTVLoss
 def _dry_build_for(kind, cls):
     """How a registered class is test-built at validation time (None: only its keys are checked)."""
     own = cls.__module__.startswith('lan_basicsr') and getattr(cls, 'dry_build', True)
-    if kind == 'arch' and own:
+    if kind == 'arch' and own:  # e.g. SpandrelNet sets dry_build = False: building it reads its checkpoint
         return _dry_build_meta
     if kind == 'noise' and own:
         return _dry_build_cheap

@@ -199,8 +199,9 @@ _KEY = re.compile(r'[^\s=.]+(\.[^\s=.]+)*')
 class CfgOptionsAction(argparse.Action):
     """``--cfg-options KEY=VALUE ...`` into ``{key: value}`` with :func:`parse_cli_value` (values kept verbatim).
 
-    Unlike mmengine's DictAction, spaces and quotes inside a value are kept (``name=my run`` stays ``my run``), a
-    word without ``=`` (the second half of an unquoted value with a space) and a key given twice are errors.
+    Unlike mmengine's DictAction, spaces and quotes inside a value are kept (``name=my run`` stays ``my run``) and a
+    word without ``=`` (the second half of an unquoted value with a space) is an error. A key given twice: the last
+    one wins (so that tools can append overrides, as tools/demo.py does).
     """
 
     def __call__(self, parser, namespace, values, option_string=None):
@@ -213,8 +214,6 @@ class CfgOptionsAction(argparse.Action):
             key, text = item.split('=', 1)
             if not _KEY.fullmatch(key):
                 raise OptionError(f'--cfg-options: "{key}" is not an option key (dotted names, e.g. adapt.lr)')
-            if key in options:
-                raise OptionError(f'--cfg-options: {key} is given twice; give it once')
             options[key] = parse_cli_value(text)
         setattr(namespace, self.dest, options)
 

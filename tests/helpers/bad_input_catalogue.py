@@ -145,9 +145,9 @@ def make_fixtures(base):
     import cv2
     import numpy as np
     import torch
+    import lan_basicsr  # noqa: F401  isort:skip  (before basicsr: the torchvision shim)
     from basicsr.utils.registry import ARCH_REGISTRY
 
-    import lan_basicsr  # noqa: F401
     rng = np.random.default_rng(0)
     for folder, num, (h, w) in (('pairs', 2, (24, 32)), ('tiny', 1, (1, 1))):
         for side in ('lq', 'gt'):
@@ -170,6 +170,8 @@ def make_fixtures(base):
 
     torch.save({'params': net.state_dict(), 'evil': Evil()}, osp.join(base, 'evil.pth'))
     torch.save({'iter': 1, 'evil': Evil()}, osp.join(base, 'evil.state'))
+    deep = ARCH_REGISTRY.get('DnCNN')(in_nc=3, out_nc=3, nc=4, nb=8, act_mode='R')  # spandrel detects nb >= 8
+    torch.save(deep.state_dict(), osp.join(base, 'kair_layout_dncnn.pth'))  # a bare state dict, as KAIR releases
     big = ARCH_REGISTRY.get('DnCNN')(in_nc=3, out_nc=3, nc=8, nb=3, act_mode='R')
     torch.save({'params': big.state_dict()}, osp.join(base, 'other_net.pth'))
     os.makedirs(osp.join(base, 'empty'), exist_ok=True)
@@ -744,9 +746,9 @@ def cfg_path_with_space(ws):
     ]
 
 
-@case('cfg-options', 'test.py', r'--cfg-options: adapt\.lr is given twice', check=nothing_written)
-def cfg_key_twice(ws):
-    return ['-opt', ws.write(ws.lan_opt()), '--cfg-options', 'adapt.lr=1e-4', 'adapt.lr=2e-4']
+@case('cfg-options', 'test.py', r'--cfg-options: adapt: expected a mapping', check=nothing_written)
+def cfg_section_replaced_by_a_value(ws):
+    return ['-opt', ws.write(ws.lan_opt()), '--cfg-options', 'adapt=LAN']
 
 
 @case('cfg-options', 'test.py', r'--cfg-options: "" is not an option key', check=nothing_written)
@@ -915,6 +917,59 @@ def results_folder_not_writable(ws):
     return ['-opt', ws.write(ws.lan_opt())]
 
 
+# --- options that landed with later issues: grey images (color), third-party networks (SpandrelNet) -----------------
+@case(
+    'value',
+    'test.py',
+    r'datasets\.test\.color: \'grey\' is not one of gray, rgb \(did you mean "gray"\?\)',
+    check=nothing_written)
+def color_typo(ws):
+    return ['-opt', ws.write(ws.lan_opt(datasets__test__color='grey'))]
+
+
+@case(
+    'unknown key',
+    'test.py',
+    r'network_g\.paht: unknown key: SpandrelNet .*\(did you mean "path"\?\)',
+    check=nothing_written)
+def spandrel_argument_typo(ws):
+    return ['-opt', ws.write(ws.lan_opt(network_g={'type': 'SpandrelNet', 'paht': osp.join(ws.fx, 'net.pth')}))]
+
+
+@case(
+    'path', 'test.py', r'network_g\.path: checkpoint ".*scunet_color_real_psnr\.pth" not found', check=nothing_written)
+def spandrel_checkpoint_missing(ws):
+    path = osp.join(ws.dir, 'scunet_color_real_psnr.pth')
+    return [
+        '-opt',
+        ws.write(ws.lan_opt(network_g={
+            'type': 'SpandrelNet',
+            'path': path
+        }, path__pretrain_network_g=None))
+    ]
+
+
+@case('value', 'test.py', r'network_g\.noise_level: -5 is out of range', check=nothing_written)
+def spandrel_noise_level_negative(ws):
+    net = {'type': 'SpandrelNet', 'path': osp.join(ws.fx, 'net.pth'), 'noise_level': -5}
+    return ['-opt', ws.write(ws.lan_opt(network_g=net, path__pretrain_network_g=None))]
+
+
+def _spandrel_net(ws):
+    path = osp.join(ws.dir, 'kair_layout_dncnn.pth')
+    if not osp.exists(path):
+        shutil.copy(osp.join(ws.fx, 'kair_layout_dncnn.pth'), path)
+    return ws.lan_opt(network_g={'type': 'SpandrelNet', 'path': path}, path__pretrain_network_g=None)
+
+
+def _spandrel_net_changed(ws):
+    import torch
+    opt = _spandrel_net(ws)
+    state = torch.load(opt['network_g']['path'], weights_only=True)
+    torch.save({k: v * 0.5 for k, v in state.items()}, opt['network_g']['path'])  # same path, other weights
+    return opt
+
+
 # --- the results folder: one writer, settings recorded ----------------------------------------------------------------
 def _lock_held(ws):
     from lan_basicsr.utils.job_lock import JobLock
@@ -998,7 +1053,9 @@ def _second_with_changed_content(ws):
     return ws.lan_opt(path__pretrain_network_g=_checkpoint_copy(ws))
 
 
-_register_rerun('rerun_checkpoint_content_changed', r'checkpoints\.path\.pretrain_network_g: \'[0-9a-f]{64}\' there',
+_register_rerun('rerun_spandrel_checkpoint_changed', r'networks\.network_g\.path: \'sha256:[0-9a-f]{64}\' there',
+                _spandrel_net, _spandrel_net_changed)
+_register_rerun('rerun_checkpoint_content_changed', r'path\.pretrain_network_g: \'sha256:[0-9a-f]{64}\' there',
                 _first_with_copy, _second_with_changed_content)
 
 
