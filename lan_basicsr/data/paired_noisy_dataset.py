@@ -6,10 +6,10 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, TrainOnly
-from .data_util import (COLOR_OPTION, CROP_OPTION, FILENAME_TMPL_OPTION, ColorMode, fixed_crop, load_image,
-                        option_where, paired_keys_from_lmdbs, paired_paths_from_folders, parse_crop_opt, require_path,
-                        train_crop_augment)
+from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath
+from .data_util import (COLOR_OPTION, CROP_OPTION, FILENAME_TMPL_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, fixed_crop,
+                        load_image, option_where, paired_keys_from_lmdbs, paired_paths_from_folders, parse_crop_opt,
+                        require_path, train_crop_augment)
 
 __all__ = ['PairedNoisyDataset']
 
@@ -40,9 +40,7 @@ class PairedNoisyDataset(ColorMode, data.Dataset):
         'color': COLOR_OPTION,
         'filename_tmpl': FILENAME_TMPL_OPTION,
         'crop': CROP_OPTION,
-        'gt_size': TrainOnly(Int(ge=1)),
-        'use_hflip': TrainOnly(Bool()),
-        'use_rot': TrainOnly(Bool()),
+        **TRAIN_AUGMENT_OPTIONS,
     }
 
     def __init__(self, opt):

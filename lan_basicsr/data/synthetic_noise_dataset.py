@@ -9,10 +9,11 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str, TrainOnly
+from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str
 from lan_basicsr.utils.registry import NOISE_REGISTRY, build_from_registry
-from .data_util import (COLOR_OPTION, CROP_OPTION, ColorMode, check_lmdb_keys, fixed_crop, list_images, load_image,
-                        option_where, parse_crop_opt, read_lmdb_meta_info, require_path, train_crop_augment)
+from .data_util import (COLOR_OPTION, CROP_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, check_lmdb_keys, fixed_crop,
+                        list_images, load_image, option_where, parse_crop_opt, read_lmdb_meta_info, require_path,
+                        train_crop_augment)
 
 __all__ = ['SyntheticNoiseDataset', 'SKIMAGE_PHOTOS', 'skimage_image_path']
 
@@ -83,9 +84,7 @@ class SyntheticNoiseDataset(ColorMode, data.Dataset):
         'io_backend': IO_BACKEND,
         'color': COLOR_OPTION,
         'crop': CROP_OPTION,
-        'gt_size': TrainOnly(Int(ge=1)),
-        'use_hflip': TrainOnly(Bool()),
-        'use_rot': TrainOnly(Bool()),
+        **TRAIN_AUGMENT_OPTIONS,
     }
 
     def __init__(self, opt):

@@ -94,10 +94,8 @@ class AdaptSpec(Spec):
     what = 'a mapping {type: LAN | FullTrainable | FirstLayer | LastLayer, steps, lr, ...}'
 
     def check(self, value, keys, ctx):
-        if value is None:
+        if not self.is_mapping(value, keys, ctx, null=True):
             return
-        if not isinstance(value, dict):
-            ctx.fail(keys, f'expected {self.what}, got {value!r}')
         cls = Registered('adapter', default_type=ADAPT_DEFAULTS['type']).resolve(value, keys, ctx)
         loop = set(_MODEL_KEYS) | (set(ADAPT_DEFAULTS) - {'type', 'lr', 'optim'})
         params, _ = accepted_arguments(cls, skip=('net', ))

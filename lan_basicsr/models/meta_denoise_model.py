@@ -134,10 +134,8 @@ class InnerOptimSpec(Spec):
     what = '{type: Adam, betas, eps} or {type: SGD}'
 
     def check(self, value, keys, ctx):
-        if value is None:
+        if not self.is_mapping(value, keys, ctx, null=True):
             return
-        if not isinstance(value, dict):
-            ctx.fail(keys, f'expected {self.what}, got {value!r}')
         kind = value.get('type', 'Adam')
         allowed = {'Adam': ('betas', 'eps'), 'SGD': ()}
         if kind not in allowed:

@@ -82,9 +82,18 @@ class Spec:
     """A rule for one option value; ``check`` raises OptionError through ``ctx.fail``."""
 
     what = 'a value'
+    null = False
 
     def check(self, value, keys, ctx):
         raise NotImplementedError
+
+    def is_mapping(self, value, keys, ctx, null=None):
+        """True for a mapping to check, False for an allowed null (``null``, default ``self.null``); else the error."""
+        if value is None and (self.null if null is None else null):
+            return False
+        if not isinstance(value, dict):
+            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
+        return True
 
 
 class AnyValue(Spec):
@@ -240,10 +249,8 @@ class Section(Spec):
         ctx.fail(keys + (key, ), f'unknown key in {section}{_closest(key, known)}; it takes: {_listing(known)}')
 
     def check(self, value, keys, ctx):
-        if value is None and self.null:
+        if not self.is_mapping(value, keys, ctx):
             return
-        if not isinstance(value, dict):
-            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
         for key, item in value.items():
             if key in self.tool_keys:
                 ctx.fail(keys + (key, ), 'is set by the tool, not by option files; remove it')
@@ -266,10 +273,8 @@ class MapOf(Spec):
         self.what = what or f'a mapping of names to {item.what}'
 
     def check(self, value, keys, ctx):
-        if value is None and self.null:
+        if not self.is_mapping(value, keys, ctx):
             return
-        if not isinstance(value, dict):
-            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
         for name, item in value.items():
             if self.key is not None:
                 self.key.check(name, keys + (name, ), ctx)
@@ -413,10 +418,8 @@ class Registered(Spec):
         return registry.get(name)
 
     def check(self, value, keys, ctx):
-        if value is None and self.null:
+        if not self.is_mapping(value, keys, ctx):
             return
-        if not isinstance(value, dict):
-            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
         cls = self.resolve(value, keys, ctx)
         params, open_ = accepted_arguments(cls, self.skip)
         values = {**self.values, **class_option_values(cls)}
@@ -593,8 +596,7 @@ class DatasetSpec(Spec):
     what = 'a dataset mapping {name, type, ...}'
 
     def check(self, value, keys, ctx):
-        if not isinstance(value, dict):
-            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
+        self.is_mapping(value, keys, ctx, null=False)
         cls = Registered('dataset').resolve(value, keys, ctx)
         declared = getattr(cls, 'option_keys', None)
         if declared is None and cls.__name__ in BASICSR_DATASET_KEYS:
@@ -686,15 +688,14 @@ class SchedulerSpec(Spec):
     """``train.scheduler``: a registered scheduler built on a dummy optimiser, so bad arguments fail here."""
 
     what = 'a mapping {type: <scheduler>, ...its arguments}'
+    null = True  # no scheduler: constant learning rate
 
     def check(self, value, keys, ctx):
         import torch
 
         from lan_basicsr.models.lr_scheduler import SCHEDULERS, build_scheduler
-        if value is None:
+        if not self.is_mapping(value, keys, ctx):
             return
-        if not isinstance(value, dict):
-            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
         name = value.get('type')
         if name not in SCHEDULERS:
             ctx.fail(
