@@ -8,7 +8,9 @@ one optimiser step; finally one no-grad forward scored as step N. GT is only eve
 Outputs under ``results/<name>/`` (per_step.csv, inputs.csv, summary.csv, adapt_run.json; resume and torchrun
 rules): :mod:`lan_basicsr.models.step_store`. Also ``visualization/<dataset>/<image>.png`` (the final denoised images)
 and, with ``adapt.save_offset``, ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ),
-float32 CHW.
+float32 CHW; with ``adapt.save_compare``, ``compare/<dataset>/<image>_{noisy,step0,gt}.png`` (the noisy input, the
+step-0 output of the reset network, the GT when there is one) for side-by-side pictures (:mod:`lan_basicsr.report`);
+``report.json``: the option file's ``report`` section (display label, training noise of the network), when given.
 
 torchrun: rank r adapts images r, r + world_size, ... (each rank on its own, no DDP: adaptation is per image).
 Rank 0 merges the ranks' part files before (leftovers of an interrupted run, any world size) and after each
@@ -18,6 +20,7 @@ Non-finite loss (or gradient) at step k: the image's adaptation stops at its las
 loss), a warning names the image; the step-k row keeps the non-finite loss, rows k+1..N carry the step-k scores
 with an empty loss, and the saved image is the step-k output. The run goes on with the next image.
 """
+import json
 import math
 import os
 import time
@@ -35,12 +38,12 @@ from tqdm import tqdm
 
 from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import DataError, OptionError
-from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Registered, Section, Spec, accepted_arguments,
-                                             class_option_values)
+from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Registered, Section, Spec, Str,
+                                             accepted_arguments, class_option_values)
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
-from .step_store import (StepStore, check_settings, image_csv, image_manifest, input_csv, mean, read_step_csv,
-                         summarise, write_settings, write_summary)
+from .step_store import (StepStore, atomic_write, check_settings, image_csv, image_manifest, input_csv, mean,
+                         read_step_csv, summarise, write_settings, write_summary)
 
 __all__ = ['LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_image', 'build_adapter', 'read_step_csv']
 
@@ -57,15 +60,17 @@ ADAPT_DEFAULTS = {
     'seed': 0,
     'report_steps': [0, 5, 10, 20],
     'save_offset': False,
+    'save_compare': False,
 }
-_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset')  # the rest of adapt: goes to the adapter
-_NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
+_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare')  # the rest: the adapter's
+_NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
 # Value rules of the loop's keys (checked before anything is built); a loop key without a rule is accepted as is.
 ADAPT_VALUES = {
     'steps': Int(ge=0),
     'seed': Int(ge=0),
     'report_steps': ListOf(Int(ge=0), null=True),
     'save_offset': Bool(),
+    'save_compare': Bool(),
     'loss': Registered('loss'),
 }
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
@@ -74,14 +79,16 @@ _DATASET_KEYS_NOT_IN_SIGNATURE = ('name', 'phase', 'cache_images')
 SCORED_METRICS = ('psnr', 'ssim')  # the per-step CSV columns
 
 
-def _by_content(value):
-    """``value`` with every string that names an existing file replaced by ``sha256:<digest of its content>``."""
+def _by_content(value, files, keys=()):
+    """``value`` with every string that names an existing file replaced by ``sha256:<digest of its content>``; the
+    original paths go to ``files`` (``{dotted key: path}``)."""
     from lan_basicsr.utils.checkpoint import file_sha256
     if isinstance(value, dict):
-        return {k: _by_content(v) for k, v in value.items()}
+        return {k: _by_content(v, files, keys + (str(k), )) for k, v in value.items()}
     if isinstance(value, (list, tuple)):
-        return [_by_content(v) for v in value]
+        return [_by_content(v, files, keys + (str(i), )) for i, v in enumerate(value)]
     if isinstance(value, str) and value and osp.isfile(osp.expanduser(value)):
+        files['.'.join(keys)] = value
         return 'sha256:' + file_sha256(osp.expanduser(value))
     return value
 
@@ -135,7 +142,7 @@ class AdaptResult(NamedTuple):
 def build_adapter(net, adapt_opt):
     """Build ``ADAPTER_REGISTRY[adapt.type]`` for the bare ``net`` from the ``adapt`` section.
 
-    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_offset) is an argument of the
+    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_*) is an argument of the
     adapter (``lr``, ``optim``, ``layer``, ``init_path``, ...); an unknown one is an :class:`OptionError` unless its
     value is null (so a base file can list ``layer: null`` for every adapter type).
     """
@@ -226,7 +233,9 @@ class LANModel(DenoiseModel):
     @classmethod
     def option_sections(cls):
         """Top-level sections this model reads besides BasicSR's (see lan_basicsr.utils.option_schema)."""
-        return {**super().option_sections(), 'adapt': AdaptSpec()}
+        # report: read by lan_basicsr.report (display label, the network's training noise), written to report.json
+        report = Section({'label': Str(null=True), 'train_noise': Registered('noise', null=True)}, null=True)
+        return {**super().option_sections(), 'adapt': AdaptSpec(), 'report': report}
 
     @classmethod
     def check_options(cls, opt, ctx):
@@ -278,7 +287,8 @@ class LANModel(DenoiseModel):
         """Everything that changes the numbers of a run, as stored in ``adapt_run.json``: the networks, every dataset
         and noise option, the seeds, the metrics and the ``adapt`` section (resolved: ``lr: null`` is the adapter's
         default). Every option naming a file (a checkpoint, ``network_g.path``, ``adapt.init_path``, a meta_info
-        file) is recorded by its content (sha256), so that moving a file changes nothing and rewriting one is seen.
+        file) is compared by its content (sha256), so that moving a file changes nothing and rewriting one is seen;
+        ``files`` keeps the paths (not compared).
         A rerun into the same folder must match all of it; the image lists are added per dataset (validation)."""
         adapt = deepcopy(ADAPT_DEFAULTS)
         adapt.update(deepcopy(opt.get('adapt') or {}))
@@ -299,7 +309,7 @@ class LANModel(DenoiseModel):
             metric.setdefault('crop_border', 0)  # score_images' default
         settings = {
             'adapt': adapt,
-            'networks': {
+            **{
                 k: v
                 for k, v in opt.items() if k.startswith('network_')
             },
@@ -311,7 +321,10 @@ class LANModel(DenoiseModel):
             'metrics': metrics,
             'datasets': datasets,
         }
-        return _by_content(settings)
+        files = {}
+        settings = _by_content(settings, files)
+        settings['files'] = files  # where the files were (for people and the report; not compared: contents are)
+        return settings
 
     def _check_signature(self):
         """Refuse to continue results made with other settings (e.g. --cfg-options adapt.type=... under one name)."""
@@ -350,6 +363,10 @@ class LANModel(DenoiseModel):
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
             write_settings(self.results_root, settings, self.steps)
+            if self.opt.get('report'):
+                atomic_write(
+                    osp.join(self.results_root, 'report.json'),
+                    json.dumps(self.opt['report'], indent=2) + '\n')
             groups = store.consolidate([dataset_name])
             done = {image for (ds, image) in groups if ds == dataset_name}
             resumed = [rows for (ds, _), rows in groups.items() if ds == dataset_name and rows[0][3]]
@@ -394,6 +411,8 @@ class LANModel(DenoiseModel):
                     os.makedirs(folder, exist_ok=True)
                     np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
                     np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
+                if self.adapt_opt.get('save_compare'):
+                    self._save_compare(data, dataset_name, image)
                 noisy = None
                 if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
                     noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
@@ -437,6 +456,18 @@ class LANModel(DenoiseModel):
         gt = data['gt'].to(self.device) if 'gt' in data else None
         generator = torch.Generator().manual_seed(self.adapt_opt['seed'] + index)
         return adapt_image(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generator, self.metrics_opt, image)
+
+    def _save_compare(self, data, dataset_name, image):
+        """Save the noisy input, the GT and the step-0 output (one no-grad forward after resetting the adapter)."""
+        folder = osp.join(self.results_root, 'compare', dataset_name)
+        lq = data['lq'].to(self.device)
+        self.adapter.reset(lq)  # back to the reset point: the network (and input) that step 0 scored
+        with torch.no_grad():
+            step0 = self.net(self.adapter.adapted_input(lq))
+        images = {'noisy': data['lq'], 'step0': step0, 'gt': data.get('gt')}
+        for kind, tensor in images.items():
+            if tensor is not None:
+                imwrite(tensor2img(tensor.detach().cpu()), osp.join(folder, f'{image}_{kind}.png'))
 
     def _log_summary(self, dataset_name, rows):
         head = (f'{self.adapt_opt["type"]} + {self.adapt_opt["loss"]["type"]} on {dataset_name} '

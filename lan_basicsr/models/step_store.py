@@ -41,6 +41,7 @@ FIELDS = ('dataset', 'image', 'step', 'psnr', 'ssim', 'loss')
 INPUT_FIELDS = ('dataset', 'image', 'psnr', 'ssim')
 SUMMARY_FIELDS = ('dataset', 'step', 'psnr', 'ssim', 'images')
 SETTINGS_FILE = 'adapt_run.json'
+_NOT_COMPARED = ('datasets', 'files')  # datasets: compared one by one; files: where the compared contents were
 
 
 def fmt_score(value):
@@ -313,8 +314,8 @@ def check_settings(root, signature, name, steps, partial=False):
         raise OptionError(
             f'{path}: unreadable ({e}); the folder\'s settings are unknown: move the folder away') from None
     new = _normalise(signature)
-    old_flat = _flatten({k: v for k, v in old.items() if k != 'datasets'})
-    new_flat = _flatten({k: v for k, v in new.items() if k != 'datasets'})
+    old_flat = _flatten({k: v for k, v in old.items() if k not in _NOT_COMPARED})
+    new_flat = _flatten({k: v for k, v in new.items() if k not in _NOT_COMPARED})
     for ds in set(old.get('datasets', {})) & set(new.get('datasets', {})):
         old_ds, new_ds = dict(old['datasets'][ds]), dict(new['datasets'][ds])
         if partial or 'images' not in new_ds:

@@ -27,7 +27,7 @@ from os import path as osp
 
 from .errors import LANError, OptionError
 
-__all__ = ['JobLock', 'job_folder']
+__all__ = ['JobLock', 'job_folder', 'check_not_in_use']
 
 
 def _describe(holder):
@@ -91,6 +91,27 @@ class JobLock:
             fcntl.flock(self.fd, fcntl.LOCK_UN)
             os.close(self.fd)
             self.fd = None
+
+
+def check_not_in_use(folder):
+    """Refuse to read ``folder`` while a job writes it (its results are partial): an OptionError naming the job."""
+    lock = JobLock(folder)
+    if not osp.isfile(lock.path):
+        return
+    try:
+        fd = os.open(lock.path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)  # shared: never conflicts with another reader
+        fcntl.flock(fd, fcntl.LOCK_UN)
+    except BlockingIOError:
+        raise OptionError(f'{folder} is being written by a running job: {_describe(JobLock._read(fd))}; its results '
+                          'are not complete yet: wait for it to finish') from None
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
 
 
 def _snapshot(folder):

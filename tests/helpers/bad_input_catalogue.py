@@ -970,6 +970,67 @@ def _spandrel_net_changed(ws):
     return opt
 
 
+# --- tools/report.py (issue 17) and the report section -----------------------------------------------------------
+@case(
+    'unknown key',
+    'test.py',
+    r'report\.labl: unknown key in section "report" \(did you mean "label"\?\)',
+    check=nothing_written)
+def report_section_typo(ws):
+    return ['-opt', ws.write(ws.lan_opt(report={'labl': 'LAN'}))]
+
+
+@case(
+    'unknown key',
+    'test.py',
+    r'report\.train_noise\.type: unknown type "Gaussian".*did you mean "GaussianNoise"',
+    check=nothing_written)
+def report_noise_type_typo(ws):
+    return ['-opt', ws.write(ws.lan_opt(report={'train_noise': {'type': 'Gaussian', 'sigma': 25}}))]
+
+
+def _finished_run(ws, name='job', **changes):
+    ws.run_ok('test.py', '-opt', ws.write(ws.synthetic_opt(name=name, **changes), f'{name}.yml'))
+    return ws.results(name)
+
+
+@case('results folder', 'report.py', r'results/job is being written by a running job: pid \d+ on ')
+def report_of_a_running_job(ws):
+    folder = _finished_run(ws)
+    _lock_held(ws)  # as if the job were still running
+    return [folder, '-o', osp.join(ws.dir, 'report')]
+
+
+@case('results folder', 'report.py', r'report is in use by another job: pid \d+')
+def report_output_folder_in_use(ws):
+    folder = _finished_run(ws)
+    from lan_basicsr.utils.job_lock import JobLock
+    ws.lock = JobLock(osp.join(ws.dir, 'report')).acquire()
+    return [folder, '-o', osp.join(ws.dir, 'report')]
+
+
+@case('path', 'report.py', r'nowhere: not a folder; give LANModel results folders')
+def report_folder_missing(ws):
+    return [osp.join(ws.dir, 'nowhere'), '-o', osp.join(ws.dir, 'report')]
+
+
+@case('command line', 'report.py', r'--label \'x\': expected NAME=LABEL')
+def report_label_malformed(ws):
+    return [_finished_run(ws), '-o', osp.join(ws.dir, 'report'), '--label', 'x']
+
+
+@case('command line', 'report.py', r'argument --steps: invalid int value: \'five\'')
+def report_steps_not_numbers(ws):
+    return [ws.dir, '-o', osp.join(ws.dir, 'report'), '--steps', 'five']
+
+
+@case('rerun', 'report.py', r'toy: .* were made with other dataset settings', only_line=False)
+def report_of_runs_with_other_noise(ws):
+    first = _finished_run(ws, 'sigma25')
+    second = _finished_run(ws, 'sigma50', datasets__test__noise__sigma=50)
+    return [first, second, '-o', osp.join(ws.dir, 'report')]
+
+
 # --- the results folder: one writer, settings recorded ----------------------------------------------------------------
 def _lock_held(ws):
     from lan_basicsr.utils.job_lock import JobLock
@@ -1053,8 +1114,8 @@ def _second_with_changed_content(ws):
     return ws.lan_opt(path__pretrain_network_g=_checkpoint_copy(ws))
 
 
-_register_rerun('rerun_spandrel_checkpoint_changed', r'networks\.network_g\.path: \'sha256:[0-9a-f]{64}\' there',
-                _spandrel_net, _spandrel_net_changed)
+_register_rerun('rerun_spandrel_checkpoint_changed', r'network_g\.path: \'sha256:[0-9a-f]{64}\' there', _spandrel_net,
+                _spandrel_net_changed)
 _register_rerun('rerun_checkpoint_content_changed', r'path\.pretrain_network_g: \'sha256:[0-9a-f]{64}\' there',
                 _first_with_copy, _second_with_changed_content)
 
