@@ -1317,11 +1317,12 @@ def run_case(c, runner, fx, workdir):
 def main(argv=None):
     parser = argparse.ArgumentParser(description='Run the bad-input catalogue through the real tools.')
     parser.add_argument('--subprocess', action='store_true', help='python tools/X.py per run (slow) instead of fork')
-    parser.add_argument('-k', help='only cases whose name contains this')
+    parser.add_argument('-k', help='only cases whose name contains this (several: comma-separated)')
     parser.add_argument('--json', help='write the outcomes here')
     args = parser.parse_args(argv)
     runner = Runner('subprocess' if args.subprocess else 'fork')
-    cases = [c for c in CASES if not args.k or args.k in c.name]
+    wanted = args.k.split(',') if args.k else None
+    cases = [c for c in CASES if not wanted or any(w in c.name for w in wanted)]
     with tempfile.TemporaryDirectory(prefix='bad_inputs_') as tmp:
         fx = make_fixtures(osp.join(tmp, 'fixtures'))
         outcomes = []
