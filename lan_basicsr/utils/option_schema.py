@@ -138,7 +138,10 @@ class Value(Spec):
                 ctx.fail(keys, f'expected {self.what}, got null')
             return
         if not self._type_ok(value):
-            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
+            hint = ''
+            if str in self.types and isinstance(value, (bool, int, float)):  # e.g. --cfg-options name=007
+                hint = ' (on the command line, quote a string that looks like a number: name=\'"007"\')'
+            ctx.fail(keys, f'expected {self.what}, got {_show(value)}{hint}')
         if isinstance(value, (int, float)) and not isinstance(value, bool):
             if not math.isfinite(value):
                 ctx.fail(keys, f'{value} is not a finite number; expected {self.what}')

@@ -766,6 +766,15 @@ def cfg_unknown_key_names_the_command_line(ws):
     return ['-opt', ws.write(ws.lan_opt()), '--cfg-options', 'adapt.stpes=3']
 
 
+@case(
+    'cfg-options',
+    'test.py', r'name: expected a string, got 7 \(on the command line, quote a string that looks like '
+    r'a number',
+    check=nothing_written)
+def cfg_number_where_a_string_is_expected(ws):
+    return ['-opt', ws.write(ws.lan_opt()), '--cfg-options', 'name=007']
+
+
 def _quoted_name(ws, result):
     assert osp.isfile(osp.join(ws.results('007'), 'summary.csv')), 'results/007/ not written'
 
