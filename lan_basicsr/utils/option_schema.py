@@ -216,10 +216,10 @@ class Section(Spec):
     naming the closest known one; ``tool_keys`` are set by the tools and refused in files; ``required`` must be
     present; ``open`` accepts any further key (a section whose keys cannot be known)."""
 
-    def __init__(self, keys=None, patterns=(), tool_keys=(), required=(), open=False, null=False, name=None, what=None):
+    def __init__(self, keys=None, patterns=(), tool_keys=(), required=(), open=False, null=False, what=None):
         self.keys = dict(keys or {})
         self.patterns = [(re.compile(p), s) for p, s in patterns]
-        self.tool_keys, self.required, self.open, self.null, self.name = tuple(tool_keys), required, open, null, name
+        self.tool_keys, self.required, self.open, self.null = tuple(tool_keys), required, open, null
         self.what = what or 'a mapping of options'
 
     def extended(self, other):
@@ -232,7 +232,6 @@ class Section(Spec):
             required=required,
             open=self.open or other.open,
             null=self.null or other.null,
-            name=self.name,
             what=self.what)
         out.patterns = self.patterns + other.patterns
         return out

@@ -3,6 +3,8 @@
 BasicSR 1.4.2's ``parse_options`` loads YAML with a loader that can build Python objects, edits options with
 ``exec`` (``--force_yml``) and silently changes behaviour for names containing "debug"; we keep its option layout
 but none of that. Inheritance and overrides reuse mmengine's merge logic (``_delete_: true`` replaces a section).
+A key written twice in a file is an error; ``--cfg-options`` values are kept verbatim (:func:`parse_cli_value`);
+every key and value is checked by :mod:`.option_schema` before anything is built. Reference: docs/options.md.
 """
 import argparse
 import os
