@@ -36,7 +36,7 @@ no change in the loop); adapters (``lan_basicsr/adapters``) decide what is train
 losses are called ``loss_fn(net, x, step, steps, generators=...)`` and return ``SelfSupervisedOutput(loss, output,
 per_image)``; ``observer(step, adapted_input, output, losses)`` sees every step (``LANModel.observer``).
 """
-import inspect
+
 import json
 import math
 import os
@@ -57,11 +57,13 @@ from lan_basicsr.adapters.base_adapter import ELEMENTWISE_OPTIMIZERS
 from lan_basicsr.adapters.weight_adapter import NetworkAdapter
 from lan_basicsr.metrics import TensorScorer, score_images, tensor_scoring_supported
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Registered, Section, Spec, Str,
+                                             accepted_arguments, class_option_values)
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
-from .speed import SpeedModes
-from .step_store import (StepStore, atomic_write, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
-                         write_settings, write_summary)
+from .speed import AMP_DTYPES, SpeedModes
+from .step_store import (StepStore, atomic_write, check_settings, image_csv, image_manifest, input_csv, mean,
+                         read_step_csv, summarise, write_settings, write_summary)
 
 __all__ = [
     'LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_batch', 'adapt_image', 'build_adapter', 'read_step_csv',
@@ -91,7 +93,73 @@ ADAPT_DEFAULTS = {
 _MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare', 'batch_size', 'channels_last',
                'amp', 'compile')
 _NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
+# Value rules of the loop's keys (checked before anything is built); a loop key without a rule is accepted as is.
+ADAPT_VALUES = {
+    'steps': Int(ge=0),
+    'seed': Int(ge=0),
+    'report_steps': ListOf(Int(ge=0), null=True),
+    'save_offset': Bool(),
+    'save_compare': Bool(),
+    'loss': Registered('loss'),
+    'batch_size': Int(ge=1),
+    'channels_last': Bool(),
+    'amp': Str(choices=tuple(AMP_DTYPES), null=True),
+    'compile': Bool(),
+}
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
+# dataset keys that do not change the numbers (everything else is part of adapt_run.json)
+_DATASET_KEYS_NOT_IN_SIGNATURE = ('name', 'phase', 'cache_images')
+SCORED_METRICS = ('psnr', 'ssim')  # the per-step CSV columns
+
+
+def _by_content(value, files, keys=()):
+    """``value`` with every string that names an existing file replaced by ``sha256:<digest of its content>``; the
+    original paths go to ``files`` (``{dotted key: path}``)."""
+    from lan_basicsr.utils.checkpoint import file_sha256
+    if isinstance(value, dict):
+        return {k: _by_content(v, files, keys + (str(k), )) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_by_content(v, files, keys + (str(i), )) for i, v in enumerate(value)]
+    if isinstance(value, str) and value and osp.isfile(osp.expanduser(value)):
+        files['.'.join(keys)] = value
+        return 'sha256:' + file_sha256(osp.expanduser(value))
+    return value
+
+
+class AdaptSpec(Spec):
+    """The ``adapt`` section: the loop's keys (``ADAPT_DEFAULTS`` and ``_MODEL_KEYS``, rules in ``ADAPT_VALUES``) plus
+    the arguments of the chosen adapter class (its signature; rules in its ``option_values``). A key another adapter
+    takes is accepted when null, so that a base file can list ``layer: ~`` for every adapter type."""
+
+    what = 'a mapping {type: LAN | FullTrainable | FirstLayer | LastLayer, steps, lr, ...}'
+
+    def check(self, value, keys, ctx):
+        if not self.is_mapping(value, keys, ctx, null=True):
+            return
+        cls = Registered('adapter', default_type=ADAPT_DEFAULTS['type']).resolve(value, keys, ctx)
+        loop = set(_MODEL_KEYS) | (set(ADAPT_DEFAULTS) - {'type', 'lr', 'optim'})
+        params, _ = accepted_arguments(cls, skip=('net', ))
+        others = {}
+        for name in ADAPTER_REGISTRY.keys():
+            for arg in accepted_arguments(ADAPTER_REGISTRY.get(name), skip=('net', ))[0]:
+                others.setdefault(arg, []).append(name)
+        values = class_option_values(cls)
+        for key, item in value.items():
+            if key == 'type':
+                continue
+            if key in loop:
+                ADAPT_VALUES.get(key, AnyValue()).check(item, keys + (key, ), ctx)
+            elif key in params:
+                if key in values:
+                    values[key].check(item, keys + (key, ), ctx)
+            elif key in others:
+                if item is not None:
+                    ctx.fail(
+                        keys + (key, ), f'not used by adapt.type {cls.__name__} (an argument of '
+                        f'{", ".join(sorted(others[key]))}); remove it or set it to null')
+            else:
+                known = sorted({'type'} | loop | set(others))
+                Section({k: AnyValue() for k in known}).unknown_key(key, keys, ctx)
 
 
 class AdaptResult(NamedTuple):
@@ -115,7 +183,7 @@ def build_adapter(net, adapt_opt):
     opt = {k: v for k, v in adapt_opt.items() if k not in _MODEL_KEYS}
     check_registered(ADAPTER_REGISTRY, opt.get('type'), 'adapt.type')
     cls = ADAPTER_REGISTRY.get(opt['type'])
-    accepted = set(inspect.signature(cls.__init__).parameters) - {'self', 'net'}
+    accepted = set(accepted_arguments(cls, skip=('net', ))[0])
     opt = {k: v for k, v in opt.items() if k in accepted or k == 'type' or v is not None}  # e.g. layer: null for LAN
     unknown = sorted(set(opt) - accepted - {'type'})
     if unknown:
@@ -334,9 +402,43 @@ class LANModel(DenoiseModel):
     loop. The network is never wrapped in DDP/DataParallel: each rank adapts its own images independently.
     """
 
+    @classmethod
+    def option_sections(cls):
+        """Top-level sections this model reads besides BasicSR's (see lan_basicsr.utils.option_schema)."""
+        # report: read by lan_basicsr.report (display label, the network's training noise), written to report.json
+        report = Section({'label': Str(null=True), 'train_noise': Registered('noise', null=True)}, null=True)
+        return {**super().option_sections(), 'adapt': AdaptSpec(), 'report': report}
+
+    @classmethod
+    def check_options(cls, opt, ctx):
+        """Checks that need more than one key: run kind and the metric names the CSVs have columns for."""
+        if ctx.is_train:
+            ctx.fail(('model_type', ), 'LANModel adapts at test time: run it with tools/test.py, not tools/train.py')
+        metrics = (opt.get('val') or {}).get('metrics') or {}
+        unused = sorted(set(metrics) - set(SCORED_METRICS))
+        if unused:
+            ctx.fail(('val', 'metrics', unused[0]), f'LANModel records {" and ".join(SCORED_METRICS)} per step (the '
+                     'per_step.csv columns); name the metrics psnr / ssim or remove this one')
+        adapt = {**ADAPT_DEFAULTS, **(opt.get('adapt') or {})}
+        batch = adapt['batch_size']
+        if isinstance(batch, int) and batch > 1:  # images adapted together must stay independent
+            optim = (adapt.get('optim') or {}).get('type', 'Adam')
+            if optim not in ELEMENTWISE_OPTIMIZERS:
+                ctx.fail(('adapt', 'optim', 'type'), f'{optim} may couple the elements of a tensor, so the images of a '
+                         f'batch (adapt.batch_size {batch}) would not be independent; use one of '
+                         f'{", ".join(ELEMENTWISE_OPTIMIZERS)} or adapt.batch_size: 1')
+            adapter = ADAPTER_REGISTRY.get(adapt['type']) if adapt['type'] in ADAPTER_REGISTRY else None
+            if adapt.get('compile') and adapter is not None and issubclass(adapter, NetworkAdapter):
+                ctx.fail(('adapt', 'compile'), f'per-image weights (adapt.type {adapt["type"]}, adapt.batch_size '
+                         f'{batch}) are not compiled; set adapt.batch_size: 1 or adapt.compile: false')
+
     def __init__(self, opt):
         if opt.get('is_train'):
             raise OptionError('model_type LANModel adapts at test time: run it with tools/test.py, not tools/train.py')
+        self.opt = opt
+        self.results_root = opt['path'].get('results_root') or osp.join(opt['root_path'], 'results', opt['name'])
+        self.steps = (opt.get('adapt') or {}).get('steps', ADAPT_DEFAULTS['steps'])
+        self._check_signature()  # before the network is built
         super().__init__(opt)
         adapt = deepcopy(ADAPT_DEFAULTS)
         adapt.update(deepcopy(opt.get('adapt') or {}))
@@ -349,63 +451,73 @@ class LANModel(DenoiseModel):
         if not isinstance(report, (list, tuple)) or not all(isinstance(s, int) and s >= 0 for s in report):
             raise OptionError(f'adapt.report_steps: expected a list of integers >= 0, got {report!r}')
         self.report_steps = sorted({s for s in report if s <= steps} | {steps})
-        batch_size = adapt['batch_size']
-        if not isinstance(batch_size, int) or isinstance(batch_size, bool) or batch_size < 1:
-            raise OptionError(f'adapt.batch_size: expected an integer >= 1, got {batch_size!r}')
         self.speed = SpeedModes.from_options(adapt)
         self.adapt_opt = adapt
         self.steps = steps
-        self.batch_size = batch_size
+        self.batch_size = adapt['batch_size']
         self.net = self.speed.prepare(self.get_bare_model(self.net_g))
         self.net.eval()
         self.loss_fn = build_from_registry(LOSS_REGISTRY, adapt['loss'], where='adapt.loss').to(self.device)
         self.adapter = build_adapter(self.net, adapt)
-        self._check_batching()
         self.metrics_opt = (opt.get('val') or {}).get('metrics') or DEFAULT_METRICS
-        self.results_root = opt['path'].get('results_root') or osp.join(opt['root_path'], 'results', opt['name'])
         self.observer = None  # observer(step, adapted_input, output, losses), called by the loop at every step
         self._sequential = False  # per-image weights could not be vectorised: network adapters go one at a time
         get_root_logger().info(f'Adaptation: {adapt["type"]} (lr {self.adapter.lr:g}, {self.adapter.optim_opt}), '
-                               f'{adapt["loss"]}, {steps} steps, seed {adapt["seed"]}, batch {batch_size}, '
+                               f'{adapt["loss"]}, {steps} steps, seed {adapt["seed"]}, batch {self.batch_size}, '
                                f'{self.speed}')
-        self._check_signature()
-
-    def _check_batching(self):
-        if self.batch_size == 1:
-            return
-        optim = self.adapter.optim_opt.get('type', 'Adam')
-        if optim not in ELEMENTWISE_OPTIMIZERS:
-            raise OptionError(f'adapt.batch_size {self.batch_size}: adapt.optim.type {optim} may couple the elements '
-                              'of a tensor, so images adapted together would not be independent; use one of '
-                              f'{", ".join(ELEMENTWISE_OPTIMIZERS)} or adapt.batch_size: 1')
-        if self.speed.compile and isinstance(self.adapter, NetworkAdapter):
-            raise OptionError(f'adapt.compile with adapt.batch_size {self.batch_size}: per-image weights '
-                              f'(adapt.type {self.adapt_opt["type"]}) are not compiled; set adapt.batch_size: 1 or '
-                              'adapt.compile: false')
 
     # DDP would all-reduce gradients between ranks that adapt different images; DataParallel splits batches of one.
     def model_to_device(self, net):
         return net.to(self.device)
 
     # -----------------------------------------------------------------------------------------------------------------
-    def _signature(self):
-        adapt = {k: v for k, v in self.adapt_opt.items() if k not in _NOT_IN_SIGNATURE}
-        adapt.update(lr=self.adapter.lr, optim=self.adapter.optim_opt)  # resolved: lr null == the default value
+    @classmethod
+    def run_settings(cls, opt):
+        """Everything that changes the numbers of a run, as stored in ``adapt_run.json``: the networks, every dataset
+        and noise option, the seeds, the metrics and the ``adapt`` section (resolved: ``lr: null`` is the adapter's
+        default). Every option naming a file (a checkpoint, ``network_g.path``, ``adapt.init_path``, a meta_info
+        file) is compared by its content (sha256), so that moving a file changes nothing and rewriting one is seen;
+        ``files`` keeps the paths (not compared).
+        A rerun into the same folder must match all of it; the image lists are added per dataset (validation)."""
+        adapt = deepcopy(ADAPT_DEFAULTS)
+        adapt.update(deepcopy(opt.get('adapt') or {}))
+        adapter_cls = ADAPTER_REGISTRY.get(adapt['type'])
+        adapt['lr'] = float(adapter_cls.default_lr if adapt.get('lr') is None else adapt['lr'])
+        adapt['optim'] = dict(adapt.get('optim') or {'type': 'Adam'})
+        adapt = {k: v for k, v in adapt.items() if k not in _NOT_IN_SIGNATURE}
+        path_opt = opt.get('path') or {}
         datasets = {}
-        for ds in (self.opt.get('datasets') or {}).values():
-            keep = ('type', 'crop', 'filename_tmpl', 'io_backend', 'color')
-            datasets[ds.get('name')] = {k: v for k, v in ds.items() if k in keep or k.startswith('dataroot')}
-        sig = {
+        for ds in (opt.get('datasets') or {}).values():
+            keep = {k: v for k, v in ds.items() if k not in _DATASET_KEYS_NOT_IN_SIGNATURE}
+            for k, v in keep.items():
+                if k.startswith('dataroot') and isinstance(v, str):
+                    keep[k] = osp.abspath(osp.expanduser(v))
+            datasets[ds.get('name')] = keep
+        metrics = deepcopy((opt.get('val') or {}).get('metrics') or DEFAULT_METRICS)
+        for metric in metrics.values():
+            metric.setdefault('crop_border', 0)  # score_images' default
+        settings = {
             'adapt': adapt,
-            'network_g': self.opt.get('network_g'),
-            'pretrain_network_g': self.opt['path'].get('pretrain_network_g'),
-            'datasets': datasets
+            **{
+                k: v
+                for k, v in opt.items() if k.startswith('network_')
+            },
+            'path': {
+                k: v
+                for k, v in path_opt.items() if k.startswith(('pretrain_network_', 'param_key_', 'strict_load_'))
+            },
+            'manual_seed': opt.get('manual_seed'),
+            'metrics': metrics,
+            'datasets': datasets,
         }
-        return sig
+        files = {}
+        settings = _by_content(settings, files)
+        settings['files'] = files  # where the files were (for people and the report; not compared: contents are)
+        return settings
 
     def _check_signature(self):
         """Refuse to continue results made with other settings (e.g. --cfg-options adapt.type=... under one name)."""
-        check_settings(self.results_root, self._signature(), self.opt['name'], self.steps)
+        check_settings(self.results_root, self.run_settings(self.opt), self.opt['name'], self.steps, partial=True)
 
     # -----------------------------------------------------------------------------------------------------------------
     def _broadcast(self, obj):
@@ -426,10 +538,20 @@ class LANModel(DenoiseModel):
         rank, world_size = self.opt['rank'], self.opt['world_size']
         store = StepStore(self.results_root, rank, self.steps)
         logger = get_root_logger()
-        done = None
+        done, problem = None, None
+        if rank == 0:
+            settings = self.run_settings(self.opt)
+            settings['datasets'][dataset_name]['images'] = image_manifest(dataset)
+            try:  # the image list and files too: nothing is written for a dataset whose images changed
+                check_settings(self.results_root, settings, self.opt['name'], self.steps)
+            except OptionError as e:
+                problem = str(e)
+        problem = self._broadcast(problem)
+        if problem is not None:
+            raise OptionError(problem)
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
-            write_settings(self.results_root, self._signature(), self.steps)
+            write_settings(self.results_root, settings, self.steps)
             if self.opt.get('report'):
                 atomic_write(
                     osp.join(self.results_root, 'report.json'),
@@ -455,26 +577,29 @@ class LANModel(DenoiseModel):
             dynamic_ncols=True)
         if psnr_first:
             bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
-        for group in self._batches(dataset, indices):
-            todo = [image for _, _, image in group if image not in done]
-            if todo:
-                if len(todo) < len(group):
-                    logger.info(f'{dataset_name}: {", ".join(i for _, _, i in group if i in done)} adapted again with '
-                                'the rest of their batch (not written again), as in an uninterrupted run')
-                start = time.perf_counter()
-                results = self.adapt_images(group)
-                seconds.append((time.perf_counter() - start, len(group)))
-                for (data, _, image), result in zip(group, results):
-                    if image in done:
-                        continue
-                    self._save(dataset_name, data, image, result, store, save_img)
-                    if not math.isnan(result.psnr[0]):
-                        psnr_first.append(result.psnr[0])
-                        psnr_last.append(result.psnr[-1])
-                if psnr_first:
-                    bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
-            bar.update(len(group))
-        bar.close()
+        try:  # the bar is closed before an error propagates, so that the error is the last line printed
+            for group in self._batches(dataset, indices):
+                todo = [image for _, _, image in group if image not in done]
+                if todo:
+                    if len(todo) < len(group):
+                        logger.info(
+                            f'{dataset_name}: {", ".join(i for _, _, i in group if i in done)} adapted '
+                            'again with the rest of their batch (not written again), as in an uninterrupted run')
+                    start = time.perf_counter()
+                    results = self.adapt_images(group)
+                    seconds.append((time.perf_counter() - start, len(group)))
+                    for (data, _, image), result in zip(group, results):
+                        if image in done:
+                            continue
+                        self._save(dataset_name, data, image, result, store, save_img)
+                        if not math.isnan(result.psnr[0]):
+                            psnr_first.append(result.psnr[0])
+                            psnr_last.append(result.psnr[-1])
+                    if psnr_first:
+                        bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
+                bar.update(len(group))
+        finally:
+            bar.close()
         if seconds:
             count = sum(n for _, n in seconds)
             logger.info(f'{dataset_name}: rank {rank} adapted {count} images, '
@@ -538,6 +663,12 @@ class LANModel(DenoiseModel):
         Falls back to smaller batches when the device runs out of memory, and to one image at a time when per-image
         weights cannot be vectorised for this network.
         """
+        for data, _, image in items:
+            if min(data['lq'].shape[-2:]) < 2:
+                where = data['lq_path'][0] if 'lq_path' in data else image
+                raise DataError(
+                    f'{where}: image "{image}" is {data["lq"].shape[-2]}x{data["lq"].shape[-1]} pixels; the '
+                    'self-supervised losses need at least 2x2: remove it from the dataset')
         if len(items) > 1 and self._sequential:
             return [result for item in items for result in self.adapt_images([item])]
         lq = torch.cat([data['lq'] for data, _, _ in items]).to(self.device)

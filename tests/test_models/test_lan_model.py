@@ -445,8 +445,8 @@ def test_no_host_sync_inside_a_step(setup, monkeypatch):
 
 
 @pytest.mark.parametrize('cfg,match', [
-    (['adapt.batch_size=0'], 'adapt.batch_size: expected an integer >= 1'),
-    (['adapt.amp=fp16'], 'adapt.amp: expected null or one of bf16'),
+    (['adapt.batch_size=0'], 'adapt.batch_size: 0 is out of range; expected an integer >= 1'),
+    (['adapt.amp=fp16'], "adapt.amp: 'fp16' is not one of bf16"),
     (['adapt.compile=yes'], 'adapt.compile: expected true or false'),
     (['adapt.channels_last=1'], 'adapt.channels_last: expected true or false'),
     (['adapt.batch_size=2', 'adapt.optim.type=Adafactor'], 'Adafactor may couple the elements'),
