@@ -309,7 +309,10 @@ def adapt_settings(args, opt_adapt):
     from lan_basicsr.models.lan_model import ADAPT_DEFAULTS
     from lan_basicsr.utils.errors import OptionError
     adapt = dict(ADAPT_DEFAULTS)
-    adapt.update({k: v for k, v in opt_adapt.items() if k not in ('report_steps', 'save_offset', 'tile')})
+    adapt.update({
+        k: v
+        for k, v in opt_adapt.items() if k not in ('report_steps', 'save_offset', 'tile', 'batch_size')
+    })  # one photo at a time
     method = args.method or ADAPTER_METHODS.get(adapt.get('type'), 'lan')
     if args.method and METHODS[method] != adapt.get('type'):
         adapt = {k: v for k, v in adapt.items() if k not in ('lr', 'layer', 'init_path')}  # the other method's
