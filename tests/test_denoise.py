@@ -126,7 +126,7 @@ def test_method_none_is_the_pretrained_network_and_tiles_change_nothing(photos, 
     with torch.no_grad():
         expected = denoise.to_integers(net(lq), 8)
     assert np.array_equal(cv2.imread(str(tmp_path / 'b_photo_pretrained.png')), expected)
-    for method in ('lan', 'full'):  # embedded DnCNN: receptive radius 8 -> pad 8 -> tiled = whole image
+    for method in ('lan', 'full'):  # embedded DnCNN: pad >= receptive radius (nb): tiled = whole image
         assert main(['-i', photo, '-o', str(tmp_path / 'whole'), '--method', method, '--tile', '0', *STEPS]) == 0
         assert main(['-i', photo, '-o', str(tmp_path / 'tiled'), '--method', method, '--tile', '16', *STEPS]) == 0
         whole = cv2.imread(str(tmp_path / 'whole' / f'b_photo_{method}.png')).astype(int)
@@ -135,13 +135,15 @@ def test_method_none_is_the_pretrained_network_and_tiles_change_nothing(photos, 
 
 
 def test_automatic_tiles_from_the_memory_budget(photos, tmp_path, capsys):
+    from lan_basicsr.embedded import embedded_model
     photo = str(photos / 'b_photo.png')
     assert main(['-i', photo, '-o', str(tmp_path), *STEPS]) == 0
     assert '(32x24, whole image;' in capsys.readouterr().out
     cv2.imwrite(str(tmp_path / 'wide.png'), _photo(40, 150))
     # a budget below what the process already uses: the smallest tiles (64 px) rather than no run
     assert main(['-i', str(tmp_path / 'wide.png'), '-o', str(tmp_path / 'o'), '--max-memory', '0.1', *STEPS]) == 0
-    assert '(150x40, tiles of 64 px, pad 8;' in capsys.readouterr().out
+    depth = embedded_model()[1]['nb']  # the default DnCNN's receptive radius (nb 3x3 convolutions), rounded up to 8
+    assert f'(150x40, tiles of 64 px, pad {-(-depth // 8) * 8};' in capsys.readouterr().out
 
 
 def test_compare_image(photos, tmp_path):
