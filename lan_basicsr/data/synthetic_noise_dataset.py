@@ -61,6 +61,8 @@ class SyntheticNoiseDataset(data.Dataset):
             (a few MB), false for folders.
         crop (dict, optional): fixed crop before the noise, ``{size: 256, position: top_left | center}``.
         gt_size, use_hflip, use_rot: training only: random crop plus flips/rotations before the noise.
+        use_channel_shuffle (bool): training only: a random permutation of the clean crop's R, G, B before the noise
+            (default false), so that a network trained on a few photographs cannot learn their colours.
 
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path', 'name'}``, float32 RGB CHW; ``lq_path`` = ``gt_path`` = the clean file.
     """
@@ -154,6 +156,8 @@ class SyntheticNoiseDataset(data.Dataset):
         img_gt, = fixed_crop([self._clean(path)], self.crop, path)
         if self.phase == 'train':
             img_gt, _ = train_crop_augment(img_gt, img_gt, self.opt, path)
+            if self.opt.get('use_channel_shuffle', False):
+                img_gt = np.ascontiguousarray(img_gt[..., random.sample(range(3), 3)])
         img_lq = self.noise(img_gt, self.rng(index))
         if self.clip:
             img_lq = np.clip(img_lq, 0, 1)
