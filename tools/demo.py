@@ -1,12 +1,21 @@
 # Usage: python tools/demo.py [-opt options/demo_lan_dncnn_gaussian.yml] [--methods pretrained lan ...]
 #            [--cfg-options KEY=VALUE ...]
+#        python tools/demo.py --real-pairs DIR [--methods camera_pretrained ...]   (real noise: DIR/lq, DIR/gt)
 """Run the demo: one ``tools/test.py`` run per method listed in the option file's ``demo.methods``, then one table.
 
-Each method is ``{key, label, cfg_options}``: its run is ``tools/test.py -opt OPT --cfg-options name=<name>_<key>
-<cfg_options> <your --cfg-options>`` and writes ``results/<name>_<key>/`` (summary.csv, per_step.csv, denoised images
-under visualization/). The noisy and clean inputs go to ``results/<name>_inputs/``, the combined table (PSNR / SSIM
-per method and step, from each run's summary.csv) to ``results/<name>_table.md`` and the console. A run whose
-results exist is not redone (LANModel skips adapted images), so a second call only prints the table again.
+Each method is ``{key, label, cfg_options}`` and optionally ``model`` (an embedded model of ``lan_basicsr.embedded``:
+its checkpoint and ``network_g`` block, added to the cfg_options): its run is ``tools/test.py -opt OPT --cfg-options
+name=<name>_<key> <model> <cfg_options> <your --cfg-options>`` and writes ``results/<name>_<key>/`` (summary.csv,
+per_step.csv, denoised images under visualization/). The noisy and clean inputs go to ``results/<name>_inputs/``,
+the combined table (PSNR / SSIM per method and step, from each run's summary.csv) to ``results/<name>_table.md`` and
+the console. A run whose results exist is not redone (LANModel skips adapted images), so a second call only prints
+the table again.
+
+``--real-pairs DIR``: the same table on real noise, from a folder with ``lq/`` (noisy) and ``gt/`` (clean) images of
+the same names (e.g. ``datasets/PolyU`` made by ``tools/prepare_polyu.py``): option file
+``options/demo_lan_dncnn_real.yml`` (both embedded defaults, step 0 and LAN / FullTrainable at 20 steps, the official
+top-left 256x256 crops) with the data paths set to ``DIR``, run name ``demo_real_<folder name>``; the noisy inputs are
+scored but not copied.
 """
 import argparse
 import csv
@@ -21,12 +30,16 @@ from _entry import ROOT, run
 from lan_basicsr.utils.errors import OptionError
 
 DEFAULT_OPT = osp.join('options', 'demo_lan_dncnn_gaussian.yml')
+REAL_PAIRS_OPT = osp.join('options', 'demo_lan_dncnn_real.yml')
 
 
 def parse_args(argv=None):
     from mmengine.config import DictAction
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument('-opt', '--opt', default=DEFAULT_OPT, help=f'option file (default: {DEFAULT_OPT})')
+    parser.add_argument(
+        '-opt', '--opt', default=None, help=f'option file (default: {DEFAULT_OPT}; with --real-pairs {REAL_PAIRS_OPT})')
+    parser.add_argument(
+        '--real-pairs', metavar='DIR', help='real noisy/clean pairs: a folder with lq/ and gt/ (same file names)')
     parser.add_argument('--methods', nargs='+', metavar='KEY', help='run only these demo.methods keys')
     parser.add_argument(
         '--cfg-options',
@@ -50,8 +63,10 @@ def demo_methods(opt, only=None):
     if not isinstance(methods, list) or not methods:
         raise OptionError('demo.methods: the option file lists no demo methods ({key, label, cfg_options} entries)')
     for i, m in enumerate(methods):
-        if not (isinstance(m, dict) and isinstance(m.get('key'), str) and isinstance(m.get('cfg_options', {}), dict)):
-            raise OptionError(f'demo.methods[{i}]: expected {{key: str, label: str, cfg_options: {{...}}}}, got {m!r}')
+        if not (isinstance(m, dict) and isinstance(m.get('key'), str) and isinstance(m.get('cfg_options', {}), dict)
+                and isinstance(m.get('model', ''), str)):
+            raise OptionError(f'demo.methods[{i}]: expected {{key: str, label: str, cfg_options: {{...}}}} (and '
+                              f'optionally model: <embedded model name>), got {m!r}')
     if only:
         unknown = sorted(set(only) - {m['key'] for m in methods})
         if unknown:
@@ -100,10 +115,40 @@ def format_table(methods, summaries, inputs=None, steps=None):
     return '\n'.join(lines)
 
 
-def write_inputs(opt, folder):
+def method_overrides(method):
+    """The ``--cfg-options`` of one demo method: its embedded model (checkpoint, network_g keys), then cfg_options."""
+    overrides = {}
+    if method.get('model'):
+        from lan_basicsr.embedded import embedded_model
+        path, network_g = embedded_model(method['model'])
+        overrides['path.pretrain_network_g'] = path
+        overrides.update({f'network_g.{k}': v for k, v in network_g.items()})
+    overrides.update(method.get('cfg_options', {}))
+    return [f'{k}={_cli_value(v)}' for k, v in overrides.items()]
+
+
+def real_pairs_options(folder):
+    """``(name, --cfg-options dict)`` that point the real-pairs demo at ``folder`` (with ``lq/`` and ``gt/``)."""
+    folder = osp.abspath(folder)
+    missing = [sub for sub in ('lq', 'gt') if not osp.isdir(osp.join(folder, sub))]
+    if missing:
+        raise OptionError(f'--real-pairs {folder}: no {" or ".join(missing)}/ folder inside; expected lq/ (noisy) and '
+                          'gt/ (clean) images with the same names, e.g. from tools/prepare_polyu.py')
+    label = osp.basename(folder.rstrip(os.sep)) or 'pairs'
+    name = f'demo_real_{label}'
+    return name, {
+        'name': name,
+        'datasets.test.name': label,
+        'datasets.test.dataroot_lq': osp.join(folder, 'lq'),
+        'datasets.test.dataroot_gt': osp.join(folder, 'gt')
+    }
+
+
+def write_inputs(opt, folder, save=True):
     """Save each test dataset's noisy and clean images (the runs draw the same noise) as PNG; score the noisy ones.
 
     Returns ``{dataset: (mean PSNR, mean SSIM)}`` of the noisy inputs against the clean images (official scoring).
+    ``save=False`` only scores them (real pairs are on disk already).
     """
     from basicsr.data import build_dataset
     from basicsr.utils import imwrite, tensor2img
@@ -126,7 +171,7 @@ def write_inputs(opt, folder):
             item = dataset[i]
             name = item.get('name', f'{i:04d}')
             for key, suffix in (('lq', 'noisy'), ('gt', 'clean')):
-                if key in item:
+                if save and key in item:
                     imwrite(tensor2img(item[key]), osp.join(folder, ds_opt['name'], f'{name}_{suffix}.png'))
             if 'gt' in item:
                 rows.append(score_images(item['lq'], item['gt'], metrics))
@@ -138,19 +183,24 @@ def write_inputs(opt, folder):
 def main(argv=None):
     from lan_basicsr.utils.options import load_config, merge_cfg_options
     args = parse_args(argv)
+    opt_arg = args.opt or (REAL_PAIRS_OPT if args.real_pairs else DEFAULT_OPT)
+    if args.real_pairs:  # the folder's options first, so that the user's --cfg-options still win
+        _, folder_opts = real_pairs_options(args.real_pairs)
+        args.cfg_options = {**folder_opts, **(args.cfg_options or {})}
     # runs start in the repository root, where the option files' relative paths (checkpoint, data) point
-    opt_path = osp.abspath(args.opt) if osp.isfile(args.opt) else osp.join(ROOT, args.opt)
+    opt_path = osp.abspath(opt_arg) if osp.isfile(opt_arg) else osp.join(ROOT, opt_arg)
     opt = merge_cfg_options(load_config(opt_path), args.cfg_options)
-    name = opt.get('name') or osp.splitext(osp.basename(args.opt))[0]
+    name = opt.get('name') or osp.splitext(osp.basename(opt_arg))[0]
     methods = demo_methods(opt, args.methods)
     results = osp.join(ROOT, 'results')
-    user = [f'{k}={_cli_value(v)}' for k, v in (args.cfg_options or {}).items()]
+    # 'name' is each run's own (<name>_<key>); every other override goes to every run
+    user = [f'{k}={_cli_value(v)}' for k, v in (args.cfg_options or {}).items() if k != 'name']
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     start = time.time()
     summaries = []
     for i, method in enumerate(methods, 1):
         run_name = f'{name}_{method["key"]}'
-        overrides = [f'name={run_name}'] + [f'{k}={_cli_value(v)}' for k, v in method.get('cfg_options', {}).items()]
+        overrides = [f'name={run_name}'] + method_overrides(method)
         cmd = ['tools/test.py', '-opt', osp.relpath(opt_path, ROOT), '--cfg-options'] + overrides + user
         print(f'[{i}/{len(methods)}] {method.get("label", method["key"])}: python {" ".join(cmd)}', flush=True)
         t0 = time.time()
@@ -162,13 +212,14 @@ def main(argv=None):
         print(f'      done in {time.time() - t0:.0f} s -> results/{run_name}/', flush=True)
         summaries.append(read_summary(osp.join(results, run_name, 'summary.csv')))
     inputs = osp.join(results, f'{name}_inputs')
-    table = format_table(methods, summaries, write_inputs(opt, inputs))
+    table = format_table(methods, summaries, write_inputs(opt, inputs, save=not args.real_pairs))
     table_path = osp.join(results, f'{name}_table.md')
     with open(table_path, 'w', encoding='utf-8') as f:
         f.write(table)
     print('\n' + table)
+    where_inputs = args.real_pairs if args.real_pairs else f'results/{name}_inputs/'
     print(f'Denoised images: results/{name}_<method>/visualization/<dataset>/; noisy and clean inputs: '
-          f'results/{name}_inputs/; this table: results/{name}_table.md. Total {time.time() - start:.0f} s.')
+          f'{where_inputs}; this table: results/{name}_table.md. Total {time.time() - start:.0f} s.')
 
 
 if __name__ == '__main__':
