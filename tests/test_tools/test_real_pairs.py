@@ -102,7 +102,7 @@ def test_demo_real_pairs_end_to_end(tmp_path):
         with open(osp.join(run, 'per_step.csv'), newline='') as f:
             rows = list(csv.DictReader(f))
         assert [(r['dataset'], r['image'], r['step']) for r in rows] == [(folder.name, 'CamA_s_0000', '0'),
-                                                                        (folder.name, 'CamA_s_0001', '0')]
+                                                                         (folder.name, 'CamA_s_0001', '0')]
         assert osp.isfile(osp.join(run, 'visualization', folder.name, 'CamA_s_0001.png'))
         table = open(osp.join(ROOT, 'results', f'{name}_table.md')).read()
         assert f'{folder.name} (2 images)' in table and '(noisy input: ' in table
@@ -123,8 +123,9 @@ def test_bm3d_on_real_pairs_resumes(tmp_path):
     for i in range(2):
         gt = np.full((24, 24, 3), 120, np.uint8)
         write_rgb(str(tmp_path / 'P' / 'gt' / f'C_s_{i:04d}.png'), gt)
-        write_rgb(str(tmp_path / 'P' / 'lq' / f'C_s_{i:04d}.png'),
-                  np.clip(gt + rng.normal(0, 10, gt.shape), 0, 255).round().astype(np.uint8))
+        write_rgb(
+            str(tmp_path / 'P' / 'lq' / f'C_s_{i:04d}.png'),
+            np.clip(gt + rng.normal(0, 10, gt.shape), 0, 255).round().astype(np.uint8))
     argv = ['--real-pairs', str(tmp_path / 'P'), '--crop', '0', '--results', str(tmp_path / 'res')]
     bm3d_script.main(argv + ['--limit', '1'])
     bm3d_script.main(argv)  # continues with the second image only
@@ -173,8 +174,10 @@ def test_report_counts_from_results_folders(report, tmp_path):
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells[1] == '0' and cells[4] == '+2.00' and cells[5] == '0 (0.0%)' and cells[7] == '3 (75.0%)'
     assert f'{np.mean(better):.2f}' == cells[2]
-    lan = [c.strip() for c in next(line for line in lines if line.startswith('| camera-noise default + LAN |'))
-           .strip('|').split('|')]
+    lan = [
+        c.strip()
+        for c in next(line for line in lines if line.startswith('| camera-noise default + LAN |')).strip('|').split('|')
+    ]
     assert lan[1] == '20' and lan[5] == '1 (25.0%)' and lan[6] == '-1.00' and lan[7] == '4 (100.0%)'
     header = next(line for line in lines if line.startswith('| method | CamA'))
     assert header == '| method | CamA (2) | CamB (1) | Cam_B (1) |'
