@@ -1,6 +1,6 @@
 # Usage: python tools/demo.py [-opt options/demo_lan_dncnn_gaussian.yml] [--methods pretrained lan ...]
 #            [--cfg-options KEY=VALUE ...]
-#        python tools/demo.py --real-pairs DIR [--methods camera_pretrained ...]   (real noise: DIR/lq, DIR/gt)
+#        python tools/demo.py --real-pairs DIR [--methods camera_pretrained ...] [--nproc 2]   (DIR/lq, DIR/gt)
 """Run the demo: one ``tools/test.py`` run per method listed in the option file's ``demo.methods``, then one table.
 
 Each method is ``{key, label, cfg_options}`` and optionally ``model`` (an embedded model of ``lan_basicsr.embedded``:
@@ -41,6 +41,11 @@ def parse_args(argv=None):
     parser.add_argument(
         '--real-pairs', metavar='DIR', help='real noisy/clean pairs: a folder with lq/ and gt/ (same file names)')
     parser.add_argument('--methods', nargs='+', metavar='KEY', help='run only these demo.methods keys')
+    parser.add_argument(
+        '--nproc',
+        type=int,
+        default=1,
+        help='processes per run (torchrun --standalone; the images are split between them, results are the same)')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
@@ -183,6 +188,8 @@ def write_inputs(opt, folder, save=True):
 def main(argv=None):
     from lan_basicsr.utils.options import load_config, merge_cfg_options
     args = parse_args(argv)
+    if args.nproc < 1:
+        raise OptionError(f'--nproc: expected a positive number of processes, got {args.nproc}')
     opt_arg = args.opt or (REAL_PAIRS_OPT if args.real_pairs else DEFAULT_OPT)
     if args.real_pairs:  # the folder's options first, so that the user's --cfg-options still win
         _, folder_opts = real_pairs_options(args.real_pairs)
@@ -202,9 +209,14 @@ def main(argv=None):
         run_name = f'{name}_{method["key"]}'
         overrides = [f'name={run_name}'] + method_overrides(method)
         cmd = ['tools/test.py', '-opt', osp.relpath(opt_path, ROOT), '--cfg-options'] + overrides + user
-        print(f'[{i}/{len(methods)}] {method.get("label", method["key"])}: python {" ".join(cmd)}', flush=True)
+        launcher = []
+        if args.nproc > 1:
+            launcher = ['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={args.nproc}']
+            cmd += ['--launcher', 'pytorch']
+        shown = ' '.join(['torchrun'] + launcher[2:] if launcher else ['python'])
+        print(f'[{i}/{len(methods)}] {method.get("label", method["key"])}: {shown} {" ".join(cmd)}', flush=True)
         t0 = time.time()
-        proc = subprocess.run([sys.executable] + cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        proc = subprocess.run([sys.executable] + launcher + cmd, cwd=ROOT, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
             tail = '\n'.join(proc.stderr.strip().splitlines()[-15:])
             print(tail, file=sys.stderr)

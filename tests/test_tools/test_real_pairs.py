@@ -1,4 +1,4 @@
-"""Real noisy/clean pairs: tools/demo.py --real-pairs, benchmarks/bm3d_real_pairs.py, benchmarks/real_pairs_report.py."""
+"""Real noisy/clean pairs: tools/demo.py --real-pairs, benchmarks/bm3d_real_pairs.py and real_pairs_report.py."""
 import csv
 import importlib
 import os
@@ -75,7 +75,7 @@ def test_real_pairs_options(demo, tmp_path):
 
 
 def test_demo_real_pairs_end_to_end(tmp_path):
-    """One real-pairs method through tools/demo.py with a tiny checkpoint: the run and the table land in results/."""
+    """One real-pairs method through tools/demo.py (two processes) with a tiny checkpoint: run and table in results/."""
     from lan_basicsr.archs.dncnn_arch import DnCNN
     folder = tmp_path / f'pairs_{os.getpid()}'
     rng = np.random.default_rng(0)
@@ -88,15 +88,12 @@ def test_demo_real_pairs_end_to_end(tmp_path):
     torch.save({'params': DnCNN(in_nc=3, out_nc=3, nc=4, nb=3, act_mode='R').state_dict()}, ckpt)
     name = f'demo_real_{folder.name}'
     try:
-        proc = subprocess.run([
+        cmd = [
             sys.executable, 'tools/demo.py', '--real-pairs',
-            str(folder), '--methods', 'camera_pretrained', '--cfg-options', 'num_gpu=0', 'network_g.nc=4',
-            'network_g.nb=3', f'path.pretrain_network_g={ckpt}', 'datasets.test.crop=None'
-        ],
-                              cwd=ROOT,
-                              capture_output=True,
-                              text=True,
-                              timeout=300)
+            str(folder), '--methods', 'camera_pretrained', '--nproc', '2', '--cfg-options', 'num_gpu=0',
+            'network_g.nc=4', 'network_g.nb=3', f'path.pretrain_network_g={ckpt}', 'datasets.test.crop=None'
+        ]
+        proc = subprocess.run(cmd, cwd=ROOT, capture_output=True, text=True, timeout=300)
         assert proc.returncode == 0, proc.stderr[-2000:]
         run = osp.join(ROOT, 'results', f'{name}_camera_pretrained')
         with open(osp.join(run, 'per_step.csv'), newline='') as f:
