@@ -22,13 +22,12 @@ from types import SimpleNamespace
 import numpy as np
 import torch
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+from _entry import ROOT, run  # noqa: E402  (the repository root on sys.path; one-line errors, exit status 2)
 
 import lan_basicsr  # noqa: E402,F401  (compat shim before basicsr; registers the datasets)
 from lan_basicsr.models.step_store import StepStore, image_csv, input_csv, summarise, write_summary  # noqa: E402
-from lan_basicsr.utils.errors import LANError, OptionError  # noqa: E402
+from lan_basicsr.utils.errors import OptionError  # noqa: E402
 
 
 def parse_args(argv=None):
@@ -120,8 +119,4 @@ def _stem(path):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except LANError as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run(main)

@@ -23,12 +23,11 @@ from os import path as osp
 import cv2
 import numpy as np
 
-ROOT = osp.dirname(osp.dirname(osp.abspath(__file__)))
-if ROOT not in sys.path:
-    sys.path.insert(0, ROOT)
+sys.path.insert(0, osp.join(osp.dirname(osp.dirname(osp.abspath(__file__))), 'tools'))
+from _entry import ROOT, run  # noqa: E402  (the repository root on sys.path; one-line errors, exit status 2)
 
 import lan_basicsr  # noqa: E402,F401  (compat shim before basicsr)
-from lan_basicsr.utils.errors import DataError, LANError, OptionError  # noqa: E402
+from lan_basicsr.utils.errors import DataError, OptionError  # noqa: E402
 
 # (key in the demo option file, row label, model); the step-0 row of a model comes from its *_pretrained run
 ROWS = (
@@ -90,11 +89,11 @@ def noisy_inputs(folder, crop, runs):
     names = sorted(osp.splitext(n)[0] for n in os.listdir(osp.join(folder, 'lq')) if n.lower().endswith('.png'))
     if not names:
         raise DataError(f'{folder}/lq: no PNG images')
-    stored = [(run, inputs) for run, (_, inputs) in runs.items() if set(names) <= set(inputs)]
-    for run, inputs in stored[1:]:
+    stored = [(folder_name, inputs) for folder_name, (_, inputs) in runs.items() if set(names) <= set(inputs)]
+    for run_name, inputs in stored[1:]:
         diff = max(abs(inputs[k][0] - stored[0][1][k][0]) for k in names)
         if diff > 1e-4:
-            raise DataError(f'{run}/inputs.csv differs from {stored[0][0]}/inputs.csv by up to {diff:.4f} dB: the '
+            raise DataError(f'{run_name}/inputs.csv differs from {stored[0][0]}/inputs.csv by up to {diff:.4f} dB: the '
                             'runs did not score the same noisy images (mixed data?)')
     out = OrderedDict()
     for name in tqdm(names, desc='noisy inputs', unit='image', dynamic_ncols=True):
@@ -127,23 +126,24 @@ def collect(args):
     bm3d = args.bm3d or f'bm3d_{label}'
     specs = [(bm3d, 'BM3D (sigma from the image)', None)] + [(f'{name}_{key}', lab, m) for key, lab, m in ROWS]
     runs = OrderedDict()
-    for run, _, _ in specs:
-        found = read_run(osp.join(args.results, run))
+    for folder_name, _, _ in specs:
+        found = read_run(osp.join(args.results, folder_name))
         if found is not None:
-            runs[run] = found
+            runs[folder_name] = found
     noisy = noisy_inputs(folder, args.crop, runs)
     rows = OrderedDict()
     rows['noisy input'] = {'scores': {k: v[:2] for k, v in noisy.items()}, 'colour': {}, 'model': None, 'steps': 0}
-    for run, row_label, model in specs:
-        if run not in runs:
+    for folder_name, row_label, model in specs:
+        if folder_name not in runs:
             continue
-        per_step = runs[run][0]
+        per_step = runs[folder_name][0]
         missing = sorted(set(noisy) - set(per_step))
         if missing:
-            raise DataError(f'{run}: {len(missing)} of {len(noisy)} images have no results yet (e.g. {missing[0]}); '
-                            'finish the run first')
+            raise DataError(
+                f'{folder_name}: {len(missing)} of {len(noisy)} images have no results yet (e.g. {missing[0]}); '
+                'finish the run first')
         last = max(max(steps) for steps in per_step.values())
-        vis = osp.join(args.results, run, 'visualization', label)
+        vis = osp.join(args.results, folder_name, 'visualization', label)
         rows[row_label] = {
             'scores': {
                 k: per_step[k][last]
@@ -156,7 +156,7 @@ def collect(args):
             'colour': colour_pass(vis, noisy, noisy),
             'model': model,
             'steps': last,
-            'run': run
+            'run': folder_name
         }
     return label, name, noisy, rows
 
@@ -264,8 +264,4 @@ def main(argv=None):
 
 
 if __name__ == '__main__':
-    try:
-        main()
-    except LANError as e:
-        print(f'error: {e}', file=sys.stderr)
-        sys.exit(2)
+    run(main)
