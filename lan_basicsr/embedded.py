@@ -45,7 +45,7 @@ EMBEDDED_MODELS = {
     },
 }
 
-DEFAULT_REAL_PHOTO_MODEL = 'dncnn_gaussian'
+DEFAULT_REAL_PHOTO_MODEL = 'dncnn_camera'
 
 
 def embedded_model(name=None):

@@ -53,6 +53,8 @@ def test_shipped_option_files_share_the_camera_network(demo, tmp_path):
         validate_options(opt, name)  # types registered, the embedded weights and the data paths exist
         keys = [m['key'] for m in opt['demo']['methods']]
         assert {'camera_pretrained', 'camera_lan', 'gaussian_pretrained', 'gaussian_lan'} <= set(keys)
+    from lan_basicsr.embedded import DEFAULT_REAL_PHOTO_MODEL, embedded_model
+    assert DEFAULT_REAL_PHOTO_MODEL == 'dncnn_camera' and embedded_model()[1] == train['network_g']
     held = load_config(osp.join(ROOT, 'options', 'demo_lan_dncnn_heldout.yml'))['datasets']
     val = {k: v for k, v in train['datasets'].items() if k.startswith('val')}
     assert sorted(d['name'] for d in held.values()) == sorted(d['name'] for d in val.values())
