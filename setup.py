@@ -32,6 +32,9 @@ setup(
     include_package_data=True,
     python_requires='>=3.8',
     install_requires=read_requirements(),
-    extras_require={'dev': ['pytest', 'flake8', 'isort', 'yapf']},
+    extras_require={
+        'dev': ['pytest', 'flake8', 'isort', 'yapf'],
+        'bm3d': ['bm3d'],  # benchmarks/bm3d_real_pairs.py (the authors' package; free for non-commercial use)
+    },
     license='Apache-2.0',
     zip_safe=False)
