@@ -127,7 +127,11 @@ def test_bm3d_on_real_pairs_resumes(tmp_path):
             np.clip(gt + rng.normal(0, 10, gt.shape), 0, 255).round().astype(np.uint8))
     argv = ['--real-pairs', str(tmp_path / 'P'), '--crop', '0', '--results', str(tmp_path / 'res')]
     bm3d_script.main(argv + ['--limit', '1'])
-    bm3d_script.main(argv)  # continues with the second image only
+    sys.path.insert(0, osp.join(ROOT, 'benchmarks'))  # the worker process unpickles the script's work function
+    try:
+        bm3d_script.main(argv + ['--workers', '2'])  # continues with the second image only, in a worker process
+    finally:
+        sys.path.remove(osp.join(ROOT, 'benchmarks'))
     with open(tmp_path / 'res' / 'bm3d_P' / 'per_step.csv', newline='') as f:
         rows = list(csv.DictReader(f))
     assert [r['image'] for r in rows] == ['C_s_0000', 'C_s_0001'] and {r['step'] for r in rows} == {'0'}
