@@ -177,6 +177,8 @@ def test_report_counts_from_results_folders(report, tmp_path):
     cells = [c.strip() for c in row.strip('|').split('|')]
     assert cells[1] == '0' and cells[4] == '+2.00' and cells[5] == '0 (0.0%)' and cells[7] == '3 (75.0%)'
     assert f'{np.mean(better):.2f}' == cells[2]
+    assert cells[8] == '0.50 / 2.70'  # channel-mean shifts 0, 0, 1, 3: median and 95th percentile
+    assert '| camera-noise default, step 0 | 2 | 1 | 0 |' in lines  # per camera, passing the colour check
     lan = [
         c.strip()
         for c in next(line for line in lines if line.startswith('| camera-noise default + LAN |')).strip('|').split('|')
