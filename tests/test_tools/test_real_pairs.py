@@ -104,10 +104,11 @@ def test_demo_real_pairs_end_to_end(tmp_path):
                                                                          (folder.name, 'CamA_s_0001', '0')]
         assert osp.isfile(osp.join(run, 'visualization', folder.name, 'CamA_s_0001.png'))
         table = open(osp.join(ROOT, 'results', f'{name}_table.md')).read()
-        assert f'{folder.name} (2 images)' in table and '(noisy input: ' in table
+        assert f'**{folder.name}** (2 images; noisy input ' in table
+        assert '| camera-noise default, no adaptation | ' in table
         assert not osp.exists(osp.join(ROOT, 'results', f'{name}_inputs', folder.name))  # inputs not copied
     finally:
-        for path in (f'{name}_camera_pretrained', f'{name}_table.md', f'{name}_inputs'):
+        for path in (f'{name}_camera_pretrained', f'{name}_table.md', f'{name}_inputs', f'{name}_report', name):
             target = osp.join(ROOT, 'results', path)
             if osp.isdir(target):
                 shutil.rmtree(target)
