@@ -20,6 +20,7 @@ Nothing made here is committed (PolyU's licence): use an ``--out`` outside the r
 import argparse
 import glob
 import os
+import re
 import resource
 import signal
 import subprocess
@@ -45,6 +46,7 @@ def timed(cmd, **kwargs):
 
 
 def _last_lines(text, n=12):
+    text = re.sub(r'\x1b\[[0-9;]*[A-Za-z]', '', text)  # tqdm's cursor moves (the output is a pipe, not a terminal)
     return '\n'.join(line for line in text.replace('\r', '\n').splitlines()
                      if line.strip() and '%|' not in line)[-4000:].splitlines()[-n:]
 
