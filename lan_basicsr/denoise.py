@@ -350,12 +350,12 @@ def _int_or_auto(value, flag, minimum):
     if value == 'auto':
         return None
     try:
-        value = int(value)
+        number = int(value)
     except ValueError:
-        value = -1
-    if value < minimum:
+        number = None
+    if number is None or number < minimum:
         raise OptionError(f'{flag}: expected auto or an integer >= {minimum}, got {value!r}')
-    return value
+    return number
 
 
 def build_model(args, output):
