@@ -74,7 +74,7 @@ def build_arg_parser():
         default=None,
         metavar='GB',
         help='memory for the automatic tile size (CPU: process RSS; GPU: allocated); default: what the '
-        'process uses now + half of the free memory')
+        'process uses now + half of the available RAM (GPU: 80%% of the free device memory)')
     p.add_argument('--device', default='auto', help='auto | cpu | cuda | cuda:N')
     p.add_argument('--opt', default=None, help='an option file: its network_g, path.pretrain_network_g and adapt')
     p.add_argument('--model', default=None, help='an embedded model by name (default: the real-photo default)')
