@@ -55,9 +55,9 @@ def score_against_mean(noisy_path, output_path, crop_prefix):
     """PSNR / SSIM (official: float, RGB, no crop) of the noisy photo and the output vs the ``_mean`` photo."""
     import cv2
     import numpy as np
-    from basicsr.metrics import calculate_psnr, calculate_ssim
 
-    import lan_basicsr  # noqa: F401
+    import lan_basicsr  # noqa: F401  isort:skip  (before basicsr: the torchvision shim)
+    from basicsr.metrics import calculate_psnr, calculate_ssim
     mean_path = noisy_path.replace('_Real.', '_mean.')
     if mean_path == noisy_path or not osp.isfile(mean_path):
         return None
