@@ -62,7 +62,8 @@ def demo_methods(opt, only=None):
 
 
 def read_summary(path):
-    """``{dataset: {step: (psnr, ssim, images)}}`` from a LANModel summary.csv (datasets in file order)."""
+    """``{dataset: {step: (psnr, ssim, images)}}`` from a LANModel summary.csv (datasets in file order; the step of a
+    selection rule's row is the string ``selected``)."""
     if not osp.isfile(path):
         raise OptionError(f'{path}: missing (the run did not finish)')
     table = {}
@@ -70,7 +71,8 @@ def read_summary(path):
         for row in csv.DictReader(f):
             psnr = float(row['psnr']) if row['psnr'] else float('nan')
             ssim = float(row['ssim']) if row['ssim'] else float('nan')
-            table.setdefault(row['dataset'], {})[int(row['step'])] = (psnr, ssim, int(row['images']))
+            step = int(row['step']) if row['step'].isdigit() else row['step']  # 'selected' with adapt.select
+            table.setdefault(row['dataset'], {})[step] = (psnr, ssim, int(row['images']))
     return table
 
 

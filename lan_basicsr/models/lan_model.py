@@ -8,7 +8,8 @@ one optimiser step; finally one no-grad forward scored as step N. GT is only eve
 Outputs under ``results/<name>/`` (per_step.csv, inputs.csv, summary.csv, adapt_run.json; resume and torchrun
 rules): :mod:`lan_basicsr.models.step_store`. Also ``visualization/<dataset>/<image>.png`` (the final denoised images)
 and, with ``adapt.save_offset``, ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ),
-float32 CHW.
+float32 CHW. With ``adapt.select`` (a ground-truth-free rule, :mod:`lan_basicsr.models.selection`) the saved image is
+the selected one and ``selected.csv`` records each image's choice.
 
 torchrun: rank r adapts images r, r + world_size, ... (each rank on its own, no DDP: adaptation is per image).
 Rank 0 merges the ranks' part files before (leftovers of an interrupted run, any world size) and after each
@@ -38,8 +39,9 @@ from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import DataError, OptionError
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
-from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
-                         write_settings, write_summary)
+from .selection import build_selector
+from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_selected_csv, read_step_csv,
+                         selected_csv, summarise, write_settings, write_summary)
 
 __all__ = ['LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_image', 'build_adapter', 'read_step_csv']
 
@@ -56,8 +58,12 @@ ADAPT_DEFAULTS = {
     'seed': 0,
     'report_steps': [0, 5, 10, 20],
     'save_offset': False,
+    'select': {
+        'type': 'Last'
+    },  # or a ground-truth-free rule choosing the step to keep (lan_basicsr/models/selection.py)
 }
-_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset')  # the rest of adapt: goes to the adapter
+# the rest of adapt: goes to the adapter
+_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'select')
 _NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
 
@@ -105,14 +111,28 @@ def _grads_finite(params):
     return bool(torch.stack(torch._foreach_norm(grads, math.inf)).isfinite().all())  # NaN/inf anywhere -> False
 
 
-def adapt_image(net, adapter, loss_fn, lq, gt=None, steps=20, generator=None, metrics_opt=None, image='image'):
+def adapt_image(net,
+                adapter,
+                loss_fn,
+                lq,
+                gt=None,
+                steps=20,
+                generator=None,
+                metrics_opt=None,
+                image='image',
+                observer=None):
     """Adapt to one image ``lq`` (1,C,H,W) and score every step against ``gt`` (or not, when None).
 
     ``net`` must be in eval mode; ``generator`` (a ``torch.Generator``) drives the loss's random draws. Scoring
-    (float PSNR/SSIM on the CPU) runs in a worker thread while the next step computes. Returns :class:`AdaptResult`.
+    (float PSNR/SSIM on the CPU) runs in a worker thread while the next step computes. ``observer(step,
+    adapted_input, output, loss)``, if given, sees every scored step (``loss`` None at step N; never GT), e.g. a
+    step-selection rule; one with a ``bind`` method is first given the network the loss runs. Returns
+    :class:`AdaptResult`.
     """
     metrics_opt = metrics_opt or DEFAULT_METRICS
     optimizer = adapter.reset(lq)
+    if observer is not None and hasattr(observer, 'bind'):
+        observer.bind(net)
     params = adapter.trainable_parameters()
     generators = None if generator is None else [generator]
     losses, scored, stopped_at = [], [], None
@@ -126,6 +146,8 @@ def adapt_image(net, adapter, loss_fn, lq, gt=None, steps=20, generator=None, me
                     output = net(x)
             output = output.detach()
             scored.append(scorer.submit(_scores, output, gt, metrics_opt))
+            if observer is not None:
+                observer(step, x.detach(), output, out.loss.detach())
             loss_value = float(out.loss.detach())
             losses.append(loss_value)
             finite = math.isfinite(loss_value)
@@ -147,6 +169,8 @@ def adapt_image(net, adapter, loss_fn, lq, gt=None, steps=20, generator=None, me
                 x = adapter.adapted_input(lq)
                 output = net(x)
             scored.append(scorer.submit(_scores, output, gt, metrics_opt))
+            if observer is not None:
+                observer(steps, x, output, None)
         scores = [future.result() for future in scored]
     if stopped_at is not None:
         scores += [scores[-1]] * (steps - stopped_at)
@@ -184,6 +208,7 @@ class LANModel(DenoiseModel):
         self.net.eval()
         self.loss_fn = build_from_registry(LOSS_REGISTRY, adapt['loss'], where='adapt.loss').to(self.device)
         self.adapter = build_adapter(self.net, adapt)
+        self.selector = build_selector(adapt['select'])
         self.metrics_opt = (opt.get('val') or {}).get('metrics') or DEFAULT_METRICS
         self.results_root = opt['path'].get('results_root') or osp.join(opt['root_path'], 'results', opt['name'])
         get_root_logger().info(f'Adaptation: {adapt["type"]} (lr {self.adapter.lr:g}, {self.adapter.optim_opt}), '
@@ -198,6 +223,8 @@ class LANModel(DenoiseModel):
     def _signature(self):
         adapt = {k: v for k, v in self.adapt_opt.items() if k not in _NOT_IN_SIGNATURE}
         adapt.update(lr=self.adapter.lr, optim=self.adapter.optim_opt)  # resolved: lr null == the default value
+        if self.selector is None:  # select: last changes nothing (and folders from before adapt.select stay valid)
+            adapt.pop('select', None)
         datasets = {}
         for ds in (self.opt.get('datasets') or {}).values():
             keep = ('type', 'crop', 'filename_tmpl', 'io_backend')
@@ -271,10 +298,11 @@ class LANModel(DenoiseModel):
             start = time.perf_counter()
             result = self.adapt_one(data, index, image)
             seconds.append(time.perf_counter() - start)
+            chosen = self.selector.finish() if self.selector is not None else None
             if save_img:
                 imwrite(
-                    tensor2img(result.output), osp.join(self.opt['path']['visualization'], dataset_name,
-                                                        f'{image}.png'))
+                    tensor2img(result.output if chosen is None else chosen[0].output),
+                    osp.join(self.opt['path']['visualization'], dataset_name, f'{image}.png'))
             if self.adapt_opt.get('save_offset') and self.adapter.offset() is not None:
                 folder = osp.join(self.results_root, 'offsets', dataset_name)
                 os.makedirs(folder, exist_ok=True)
@@ -283,7 +311,14 @@ class LANModel(DenoiseModel):
             noisy = None
             if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
                 noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
-            store.append(image_csv(dataset_name, image, result, self.steps), noisy)  # last: done = all saved
+            selected = None
+            if chosen is not None:  # the choice is made without GT; GT only scores it
+                c = chosen[0]
+                score = (math.nan, math.nan)
+                if 'gt' in data:
+                    score = _scores(c.output, data['gt'].to(c.output.device), self.metrics_opt)
+                selected = selected_csv(dataset_name, image, c.step, c.alpha, c.score, *score)
+            store.append(image_csv(dataset_name, image, result, self.steps), noisy, selected)  # last: done = saved
             if not math.isnan(result.psnr[0]):
                 psnr_first.append(result.psnr[0])
                 psnr_last.append(result.psnr[-1])
@@ -299,11 +334,12 @@ class LANModel(DenoiseModel):
         self.metric_results = {}
         if rank == 0:
             groups = store.consolidate([dataset_name])
-            summary = summarise(groups, self.report_steps)
+            selected = read_selected_csv(store.selected) if self.selector is not None else None
+            summary = summarise(groups, self.report_steps, selected)
             write_summary(self.results_root, summary)
             rows = [r for r in summary if r['dataset'] == dataset_name]
             self._log_summary(dataset_name, rows)
-            last = [r for r in rows if r['step'] == self.steps]
+            last = [r for r in rows if r['step'] == self.steps]  # the metric stays the last step's
             if last and not math.isnan(last[0]['psnr']):
                 self.metric_results = {'psnr': last[0]['psnr'], 'ssim': last[0]['ssim']}
         rows, self.metric_results = self._broadcast((rows, self.metric_results))  # every rank returns the same
@@ -317,7 +353,10 @@ class LANModel(DenoiseModel):
                               'dataset batch_size_per_gpu to 1)')
         gt = data['gt'].to(self.device) if 'gt' in data else None
         generator = torch.Generator().manual_seed(self.adapt_opt['seed'] + index)
-        return adapt_image(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generator, self.metrics_opt, image)
+        if self.selector is not None:
+            self.selector.start(lq)  # the noisy image only; the rule never sees gt
+        return adapt_image(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generator, self.metrics_opt, image,
+                           self.selector)
 
     def _log_summary(self, dataset_name, rows):
         head = (f'{self.adapt_opt["type"]} + {self.adapt_opt["loss"]["type"]} on {dataset_name} '
