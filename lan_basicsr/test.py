@@ -13,6 +13,7 @@ from basicsr.models import build_model
 from basicsr.utils import get_env_info, get_root_logger, get_time_str
 from basicsr.utils.options import dict2str
 
+from lan_basicsr.data.channels import match_network_channels
 from lan_basicsr.utils.options import parse_options
 
 __all__ = ['test_pipeline']
@@ -38,6 +39,7 @@ def test_pipeline(root_path, argv=None):
         test_loaders.append(test_loader)
 
     model = build_model(opt)
+    match_network_channels(model.get_bare_model(model.net_g), [loader.dataset for loader in test_loaders])
     save_img = (opt.get('val') or {}).get('save_img', True)
     for test_loader in test_loaders:
         logger.info(f"Testing {test_loader.dataset.opt['name']}...")

@@ -22,6 +22,7 @@ from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logge
                            make_exp_dirs, mkdir_and_rename, scandir)
 from basicsr.utils.options import dict2str
 
+from lan_basicsr.data.channels import match_network_channels
 from lan_basicsr.utils.errors import OptionError
 from lan_basicsr.utils.options import parse_options
 
@@ -145,6 +146,7 @@ def train_pipeline(root_path, argv=None):
         opt['path']['resume_state'] = resume_path
         _load_networks_of_iter(opt, resume_state['iter'], logger)
     model = build_model(opt)
+    match_network_channels(model.get_bare_model(model.net_g), [train_loader.dataset] + [v.dataset for v in val_loaders])
     if resume_state is not None:
         model.resume_training(resume_state)
         current_iter = resume_state['iter']

@@ -4,12 +4,12 @@
 
 Each method is ``{key, label, cfg_options}``: its run is ``tools/test.py -opt OPT --cfg-options name=<name>_<key>
 <cfg_options> <your --cfg-options>`` and writes ``results/<name>_<key>/`` (summary.csv, per_step.csv, denoised images
-under visualization/). The noisy and clean inputs go to ``results/<name>_inputs/``, the combined table (PSNR / SSIM
-per method and step, from each run's summary.csv) to ``results/<name>_table.md`` and the console. A run whose
-results exist is not redone (LANModel skips adapted images), so a second call only prints the table again.
+under visualization/, noisy/step-0/clean images under compare/). Then ``tools/report.py`` 's report of all the runs
+goes to ``results/<name>_report/`` (index.html, Table 1, figures) and its table to ``results/<name>_table.md`` and
+the console. A run whose results exist is not redone (LANModel skips adapted images), so a second call only makes
+the report again.
 """
 import argparse
-import csv
 import os
 import subprocess
 import sys
@@ -61,80 +61,18 @@ def demo_methods(opt, only=None):
     return methods
 
 
-def read_summary(path):
-    """``{dataset: {step: (psnr, ssim, images)}}`` from a LANModel summary.csv (datasets in file order; the step of a
-    selection rule's row is the string ``selected``)."""
-    if not osp.isfile(path):
-        raise OptionError(f'{path}: missing (the run did not finish)')
-    table = {}
-    with open(path, newline='', encoding='utf-8') as f:
-        for row in csv.DictReader(f):
-            psnr = float(row['psnr']) if row['psnr'] else float('nan')
-            ssim = float(row['ssim']) if row['ssim'] else float('nan')
-            step = int(row['step']) if row['step'].isdigit() else row['step']  # 'selected' with adapt.select
-            table.setdefault(row['dataset'], {})[step] = (psnr, ssim, int(row['images']))
-    return table
-
-
-def format_table(methods, summaries, inputs=None, steps=None):
-    """Markdown: one table per dataset, a row per method, a column per reported step (PSNR dB / SSIM).
-
-    ``inputs``: ``{dataset: (psnr, ssim)}`` of the noisy inputs, shown above each table.
-    """
-    datasets = list(dict.fromkeys(ds for s in summaries for ds in s))
-    lines = []
-    for ds in datasets:
-        cols = steps or sorted({step for s in summaries for step in s.get(ds, {})})
-        images = max((v[2] for s in summaries for v in s.get(ds, {}).values()), default=0)
-        noisy = (inputs or {}).get(ds)
-        noisy = f' (noisy input: {noisy[0]:.2f} / {noisy[1]:.4f})' if noisy else ''
-        lines += [
-            f'{ds} ({images} images), PSNR (dB) / SSIM after k adaptation steps{noisy}:', '',
-            '| method | ' + ' | '.join(f'k = {k}' for k in cols) + ' |', '|---' * (len(cols) + 1) + '|'
-        ]
-        for method, summary in zip(methods, summaries):
-            cells = []
-            for k in cols:
-                value = summary.get(ds, {}).get(k)
-                cells.append('' if value is None else f'{value[0]:.2f} / {value[1]:.4f}')
-            lines.append(f'| {method.get("label", method["key"])} | ' + ' | '.join(cells) + ' |')
-        lines.append('')
-    return '\n'.join(lines)
-
-
-def write_inputs(opt, folder):
-    """Save each test dataset's noisy and clean images (the runs draw the same noise) as PNG; score the noisy ones.
-
-    Returns ``{dataset: (mean PSNR, mean SSIM)}`` of the noisy inputs against the clean images (official scoring).
-    """
-    from basicsr.data import build_dataset
-    from basicsr.utils import imwrite, tensor2img
-
-    import lan_basicsr  # noqa: F401  (registers the datasets)
-    from lan_basicsr.metrics import score_images
-    metrics = (opt.get('val') or {}).get('metrics') or {
-        'psnr': {
-            'type': 'calculate_psnr'
-        },
-        'ssim': {
-            'type': 'calculate_ssim'
-        }
-    }
-    scores = {}
-    for phase, ds_opt in sorted(opt['datasets'].items()):
-        dataset = build_dataset({**ds_opt, 'phase': phase.split('_')[0]})
-        rows = []
-        for i in range(len(dataset)):
-            item = dataset[i]
-            name = item.get('name', f'{i:04d}')
-            for key, suffix in (('lq', 'noisy'), ('gt', 'clean')):
-                if key in item:
-                    imwrite(tensor2img(item[key]), osp.join(folder, ds_opt['name'], f'{name}_{suffix}.png'))
-            if 'gt' in item:
-                rows.append(score_images(item['lq'], item['gt'], metrics))
-        if rows and 'psnr' in rows[0] and 'ssim' in rows[0]:
-            scores[ds_opt['name']] = tuple(sum(r[k] for r in rows) / len(rows) for k in ('psnr', 'ssim'))
-    return scores
+def write_report(name, methods, results):
+    """The demo's report from its runs' folders (``lan_basicsr.report``: Table 1, figures, index.html) under
+    ``results/<name>_report/``; the table is also ``results/<name>_table.md``. Returns (table markdown, paths)."""
+    from lan_basicsr.report import build_report
+    folders = [osp.join(results, f'{name}_{m["key"]}') for m in methods]
+    labels = {f'{name}_{m["key"]}': m.get('label', m['key']) for m in methods}
+    paths = build_report(folders, osp.join(results, f'{name}_report'), labels=labels, title=f'Demo: {name}')
+    with open(paths['table1.md'], encoding='utf-8') as f:
+        table = f.read()
+    with open(osp.join(results, f'{name}_table.md'), 'w', encoding='utf-8') as f:
+        f.write(table)
+    return table, paths
 
 
 def main(argv=None):
@@ -149,7 +87,6 @@ def main(argv=None):
     user = [f'{k}={_cli_value(v)}' for k, v in (args.cfg_options or {}).items()]
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     start = time.time()
-    summaries = []
     for i, method in enumerate(methods, 1):
         run_name = f'{name}_{method["key"]}'
         overrides = [f'name={run_name}'] + [f'{k}={_cli_value(v)}' for k, v in method.get('cfg_options', {}).items()]
@@ -162,15 +99,13 @@ def main(argv=None):
             print(tail, file=sys.stderr)
             sys.exit(proc.returncode)
         print(f'      done in {time.time() - t0:.0f} s -> results/{run_name}/', flush=True)
-        summaries.append(read_summary(osp.join(results, run_name, 'summary.csv')))
-    inputs = osp.join(results, f'{name}_inputs')
-    table = format_table(methods, summaries, write_inputs(opt, inputs))
-    table_path = osp.join(results, f'{name}_table.md')
-    with open(table_path, 'w', encoding='utf-8') as f:
-        f.write(table)
+    folders = ' '.join(f'results/{name}_{m["key"]}' for m in methods)
+    print(f'Report: python tools/report.py {folders} -o results/{name}_report', flush=True)
+    table, paths = write_report(name, methods, results)
     print('\n' + table)
-    print(f'Denoised images: results/{name}_<method>/visualization/<dataset>/; noisy and clean inputs: '
-          f'results/{name}_inputs/; this table: results/{name}_table.md. Total {time.time() - start:.0f} s.')
+    print(f'Denoised images: results/{name}_<method>/visualization/<dataset>/ (noisy, step-0 and clean ones under '
+          f'compare/); this table: results/{name}_table.md; the report page: '
+          f'{osp.relpath(paths["index.html"], ROOT)}. Total {time.time() - start:.0f} s.')
 
 
 if __name__ == '__main__':

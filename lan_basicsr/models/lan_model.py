@@ -8,8 +8,11 @@ one optimiser step; finally one no-grad forward scored as step N. GT is only eve
 Outputs under ``results/<name>/`` (per_step.csv, inputs.csv, summary.csv, adapt_run.json; resume and torchrun
 rules): :mod:`lan_basicsr.models.step_store`. Also ``visualization/<dataset>/<image>.png`` (the final denoised images)
 and, with ``adapt.save_offset``, ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ),
-float32 CHW. With ``adapt.select`` (a ground-truth-free rule, :mod:`lan_basicsr.models.selection`) the saved image is
-the selected one and ``selected.csv`` records each image's choice.
+float32 CHW; with ``adapt.save_compare``, ``compare/<dataset>/<image>_{noisy,step0,gt}.png`` (the noisy input, the
+step-0 output of the reset network, the GT when there is one) for side-by-side pictures (:mod:`lan_basicsr.report`);
+``report.json``: the option file's ``report`` section (display label, training noise of the network), when given.
+With ``adapt.select`` (a ground-truth-free rule, :mod:`lan_basicsr.models.selection`) the saved image is the selected
+one and ``selected.csv`` records each image's choice.
 
 torchrun: rank r adapts images r, r + world_size, ... (each rank on its own, no DDP: adaptation is per image).
 Rank 0 merges the ranks' part files before (leftovers of an interrupted run, any world size) and after each
@@ -20,6 +23,7 @@ loss), a warning names the image; the step-k row keeps the non-finite loss, rows
 with an empty loss, and the saved image is the step-k output. The run goes on with the next image.
 """
 import inspect
+import json
 import math
 import os
 import time
@@ -40,8 +44,8 @@ from lan_basicsr.utils.errors import DataError, OptionError
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
 from .selection import build_selector
-from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_selected_csv, read_step_csv,
-                         selected_csv, summarise, write_settings, write_summary)
+from .step_store import (StepStore, atomic_write, check_settings, image_csv, input_csv, mean, read_selected_csv,
+                         read_step_csv, selected_csv, summarise, write_settings, write_summary)
 
 __all__ = ['LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_image', 'build_adapter', 'read_step_csv']
 
@@ -58,13 +62,14 @@ ADAPT_DEFAULTS = {
     'seed': 0,
     'report_steps': [0, 5, 10, 20],
     'save_offset': False,
+    'save_compare': False,
     'select': {
         'type': 'Last'
     },  # or a ground-truth-free rule choosing the step to keep (lan_basicsr/models/selection.py)
 }
-# the rest of adapt: goes to the adapter
-_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'select')
-_NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
+# the loop's keys; the rest of adapt: goes to the adapter
+_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare', 'select')
+_NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
 
 
@@ -81,7 +86,7 @@ class AdaptResult(NamedTuple):
 def build_adapter(net, adapt_opt):
     """Build ``ADAPTER_REGISTRY[adapt.type]`` for the bare ``net`` from the ``adapt`` section.
 
-    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_offset) is an argument of the
+    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_*) is an argument of the
     adapter (``lr``, ``optim``, ``layer``, ``init_path``, ...); an unknown one is an :class:`OptionError` unless its
     value is null (so a base file can list ``layer: null`` for every adapter type).
     """
@@ -227,7 +232,7 @@ class LANModel(DenoiseModel):
             adapt.pop('select', None)
         datasets = {}
         for ds in (self.opt.get('datasets') or {}).values():
-            keep = ('type', 'crop', 'filename_tmpl', 'io_backend')
+            keep = ('type', 'crop', 'filename_tmpl', 'io_backend', 'color')
             datasets[ds.get('name')] = {k: v for k, v in ds.items() if k in keep or k.startswith('dataroot')}
         sig = {
             'adapt': adapt,
@@ -264,6 +269,10 @@ class LANModel(DenoiseModel):
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
             write_settings(self.results_root, self._signature(), self.steps)
+            if self.opt.get('report'):
+                atomic_write(
+                    osp.join(self.results_root, 'report.json'),
+                    json.dumps(self.opt['report'], indent=2) + '\n')
             groups = store.consolidate([dataset_name])
             done = {image for (ds, image) in groups if ds == dataset_name}
             resumed = [rows for (ds, _), rows in groups.items() if ds == dataset_name and rows[0][3]]
@@ -308,6 +317,8 @@ class LANModel(DenoiseModel):
                 os.makedirs(folder, exist_ok=True)
                 np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
                 np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
+            if self.adapt_opt.get('save_compare'):
+                self._save_compare(data, dataset_name, image)
             noisy = None
             if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
                 noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
@@ -357,6 +368,18 @@ class LANModel(DenoiseModel):
             self.selector.start(lq)  # the noisy image only; the rule never sees gt
         return adapt_image(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generator, self.metrics_opt, image,
                            self.selector)
+
+    def _save_compare(self, data, dataset_name, image):
+        """Save the noisy input, the GT and the step-0 output (one no-grad forward after resetting the adapter)."""
+        folder = osp.join(self.results_root, 'compare', dataset_name)
+        lq = data['lq'].to(self.device)
+        self.adapter.reset(lq)  # back to the reset point: the network (and input) that step 0 scored
+        with torch.no_grad():
+            step0 = self.net(self.adapter.adapted_input(lq))
+        images = {'noisy': data['lq'], 'step0': step0, 'gt': data.get('gt')}
+        for kind, tensor in images.items():
+            if tensor is not None:
+                imwrite(tensor2img(tensor.detach().cpu()), osp.join(folder, f'{image}_{kind}.png'))
 
     def _log_summary(self, dataset_name, rows):
         head = (f'{self.adapt_opt["type"]} + {self.adapt_opt["loss"]["type"]} on {dataset_name} '

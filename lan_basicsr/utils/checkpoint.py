@@ -14,7 +14,7 @@ from torch import nn
 
 from .errors import CheckpointError
 
-__all__ = ['read_state_dict', 'load_network']
+__all__ = ['read_checkpoint', 'checkpoint_entry', 'read_state_dict', 'load_network']
 
 PARAM_KEYS = ('params', 'params_ema', 'state_dict')
 _MAX_LISTED = 8
@@ -22,6 +22,46 @@ _MAX_LISTED = 8
 
 def _is_state_dict(obj):
     return isinstance(obj, dict) and len(obj) > 0 and all(torch.is_tensor(v) for v in obj.values())
+
+
+def _first_line(exc):
+    return f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}'
+
+
+def read_checkpoint(path):
+    """The top-level dict stored in ``path``, read without running code: ``torch.load(weights_only=True)`` on the
+    CPU, or ``safetensors`` for ``.safetensors`` files. A missing or unreadable file is a :class:`CheckpointError`.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f'{path}: checkpoint file not found')
+    if path.lower().endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(f'{path}: reading .safetensors files needs the safetensors package '
+                                  '(pip install safetensors)') from None
+        try:
+            return load_file(path, device='cpu')
+        except Exception as exc:
+            raise CheckpointError(f'{path}: cannot be read as a safetensors file ({_first_line(exc)})') from exc
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # any failure here means: not a loadable weights-only file
+        why = _first_line(exc)
+        raise CheckpointError(f'{path}: cannot be read as a weights-only PyTorch checkpoint ({why})') from exc
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{path}: expected a dict of weights, found a {type(ckpt).__name__}')
+    return ckpt
+
+
+def checkpoint_entry(ckpt, path, param_key):
+    """``ckpt[param_key]`` of a checkpoint read from ``path``; a missing entry is a :class:`CheckpointError` listing the
+    top-level keys."""
+    if param_key not in ckpt:
+        raise CheckpointError(f'{path}: no entry "{param_key}"; top-level keys: {_listing(list(ckpt))}. '
+                              f'Set param_key to one of them, or leave it unset to detect it')
+    return ckpt[param_key]
 
 
 def read_state_dict(path, param_key=None):
@@ -32,21 +72,10 @@ def read_state_dict(path, param_key=None):
     or unreadable, or holds no state dict where expected (the message lists the keys it has).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'{path}: checkpoint file not found')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # any failure here means: not a loadable weights-only file
-        raise CheckpointError(f'{path}: cannot be read as a weights-only PyTorch checkpoint '
-                              f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})') from exc
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f'{path}: expected a dict of weights, found a {type(ckpt).__name__}')
+    ckpt = read_checkpoint(path)
 
     if param_key is not None:
-        if param_key not in ckpt:
-            raise CheckpointError(f'{path}: no entry "{param_key}"; top-level keys: {_listing(list(ckpt))}. '
-                                  f'Set param_key to one of them, or leave it unset to detect it')
-        state = ckpt[param_key]
+        state = checkpoint_entry(ckpt, path, param_key)
         if not _is_state_dict(state):
             raise CheckpointError(f'{path}: entry "{param_key}" is not a state dict of tensors')
     else:

@@ -117,6 +117,27 @@ def _check_type(registry, section, key, source):
     check_registered(registry, section.get('type'), f'{source}: {key}.type')
 
 
+REPORT_KEYS = ('label', 'train_noise')
+
+
+def _check_report(report, noise_registry, source):
+    """The ``report`` section (read by lan_basicsr.report, recorded by LANModel): known keys, a buildable noise."""
+    from .registry import build_from_registry
+    if not isinstance(report, dict):
+        raise OptionError(f'{source}: report must be a mapping (keys: {", ".join(REPORT_KEYS)}), got {report!r}')
+    unknown = sorted(set(report) - set(REPORT_KEYS))
+    if unknown:
+        raise OptionError(f'{source}: report.{unknown[0]}: unknown key (report takes: {", ".join(REPORT_KEYS)})')
+    if report.get('label') is not None and not isinstance(report['label'], str):
+        raise OptionError(f'{source}: report.label must be a string, got {report["label"]!r}')
+    if report.get('train_noise') is not None:
+        _check_type(noise_registry, report['train_noise'], 'report.train_noise', source)
+        try:
+            build_from_registry(noise_registry, report['train_noise'], where=f'{source}: report.train_noise')
+        except (TypeError, OptionError) as e:  # unknown or invalid arguments of the noise model
+            raise OptionError(f'{source}: report.train_noise: {e}') from None
+
+
 def validate_options(opt, source='options'):
     """Check that every ``type`` is registered and every data/checkpoint path exists, before anything is built.
 
@@ -154,6 +175,8 @@ def validate_options(opt, source='options'):
     meta = opt.get('meta')
     if isinstance(meta, dict) and 'inner_loss' in meta:
         _check_type(reg['loss'], meta['inner_loss'], 'meta.inner_loss', source)
+    if opt.get('report') is not None:
+        _check_report(opt['report'], reg['noise'], source)
     for k, v in (opt.get('path') or {}).items():
         if v is not None and (k.startswith('pretrain_network') or k == 'resume_state') and not osp.isfile(v):
             raise OptionError(f'{source}: path.{k}: checkpoint "{v}" not found')
