@@ -64,7 +64,8 @@ def _label(run):
 
 def selection_rows(results, every=None, labels=None):
     """``OrderedDict{dataset: (images, [SelectionRow, ...])}`` for the results folders (see the module doc)."""
-    runs = [r if isinstance(r, Run) else Run(r, (labels or {}).get(osp.basename(osp.normpath(str(r))))) for r in results]
+    labels = labels or {}
+    runs = [r if isinstance(r, Run) else Run(r, labels.get(osp.basename(osp.normpath(str(r))))) for r in results]
     if not runs:
         raise OptionError('no results folders given')
     tables = OrderedDict()
