@@ -84,15 +84,16 @@ def selection_rows(results, every=None, labels=None):
         rows = []
         noisy = next((r.inputs[dataset] for r in group if dataset in r.inputs), None)
         if noisy is not None:
-            rows.append(SelectionRow('Noisy input', 'noisy', [noisy[i][0] for i in images],
-                                     [noisy[i][1] for i in images]))
+            rows.append(
+                SelectionRow('Noisy input', 'noisy', [noisy[i][0] for i in images], [noisy[i][1] for i in images]))
         first = group[0].scores[dataset]
         for r in group[1:]:
             if r.steps and any(abs(r.scores[dataset][i][0, 0] - first[i][0, 0]) > 1e-4 for i in images):
                 raise DataError(f'{dataset}: {r.folder} and {group[0].folder} score step 0 differently: they start '
                                 'from different networks; compare runs of one network at a time')
-        rows.append(SelectionRow('Step 0 (pretrained)', 'step0', [first[i][0, 0] for i in images],
-                                 [first[i][0, 1] for i in images]))
+        rows.append(
+            SelectionRow('Step 0 (pretrained)', 'step0', [first[i][0, 0] for i in images],
+                         [first[i][0, 1] for i in images]))
         singles = []
         for r in group:
             if r.steps == 0:
@@ -116,8 +117,9 @@ def selection_rows(results, every=None, labels=None):
             if lacking:
                 raise DataError(f'{path}: no selected row for {dataset}/{lacking[0]}; let the run finish')
             picks = [sel[(dataset, i)] for i in images]
-            rows.append(SelectionRow(f'{_label(r)}, selected', 'selected', [p['psnr'] for p in picks],
-                                     [p['ssim'] for p in picks], [r.name] * len(images)))
+            rows.append(
+                SelectionRow(f'{_label(r)}, selected', 'selected', [p['psnr'] for p in picks],
+                             [p['ssim'] for p in picks], [r.name] * len(images)))
             chosen.setdefault(rule, []).append((r, picks))
         for rule, members in chosen.items():
             if len(members) < 2:

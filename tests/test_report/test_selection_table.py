@@ -48,8 +48,11 @@ def runs(tmp_path_factory):
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:
         yaml.safe_dump(opt, f)
-    cfgs = {'lan': ['adapt.type=LAN', *SELECT], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001', *SELECT],
-            'plain': ['adapt.type=LAN']}
+    cfgs = {
+        'lan': ['adapt.type=LAN', *SELECT],
+        'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001', *SELECT],
+        'plain': ['adapt.type=LAN']
+    }
     for key, cfg in cfgs.items():
         test_pipeline(root, argv=['-opt', opt_path, '--cfg-options', f'name=toy_{key}', *cfg])
     return {key: osp.join(root, 'results', f'toy_{key}') for key in cfgs}
