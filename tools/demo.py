@@ -16,7 +16,7 @@ import sys
 import time
 from os import path as osp
 
-from _entry import ROOT, run
+from _entry import REPO, ROOT, run
 
 from lan_basicsr.utils.errors import OptionError
 
@@ -24,24 +24,33 @@ DEFAULT_OPT = osp.join('options', 'demo_lan_dncnn_gaussian.yml')
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from lan_basicsr.utils.options import CfgOptionsAction, LANArgumentParser, add_debug_argument
+    parser = LANArgumentParser(
+        prog='tools/demo.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', default=DEFAULT_OPT, help=f'option file (default: {DEFAULT_OPT})')
     parser.add_argument('--methods', nargs='+', metavar='KEY', help='run only these demo.methods keys')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         default=None,
         metavar='KEY=VALUE',
-        help='overrides for every run, e.g. num_gpu=0')
+        help='overrides for every run, e.g. num_gpu=0 (values verbatim, as tools/test.py takes them)')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
 def _cli_value(value):
+    """A value as tools/test.py's --cfg-options reads it back (a string that would read as something else is quoted)."""
+    from lan_basicsr.utils.options import parse_cli_value
     if isinstance(value, (list, tuple)):
         return '[' + ','.join(_cli_value(v) for v in value) + ']'
-    return 'None' if value is None else str(value)
+    if value is None:
+        return 'None'
+    text = str(value)
+    if isinstance(value, str) and parse_cli_value(text) != value:
+        return f'"{text}"'
+    return text
 
 
 def demo_methods(opt, only=None):
@@ -76,13 +85,24 @@ def write_report(name, methods, results):
 
 
 def main(argv=None):
-    from lan_basicsr.utils.options import load_config, merge_cfg_options
+    from lan_basicsr.utils.job_lock import job_folder
+    from lan_basicsr.utils.option_schema import TOOL_SECTIONS, OptionContext
+    from lan_basicsr.utils.options import OptionSources, load_config, merge_cfg_options
     args = parse_args(argv)
-    # runs start in the repository root, where the option files' relative paths (checkpoint, data) point
-    opt_path = osp.abspath(args.opt) if osp.isfile(args.opt) else osp.join(ROOT, args.opt)
-    opt = merge_cfg_options(load_config(opt_path), args.cfg_options)
+    # runs start in the repository root, where the option files' relative paths (checkpoint, data) point; results go
+    # to ROOT (the repository root unless LAN_BASICSR_ROOT says otherwise)
+    opt_path = osp.abspath(args.opt) if osp.isfile(args.opt) else osp.join(REPO, args.opt)
+    sources = OptionSources(args.opt)
+    opt = merge_cfg_options(load_config(opt_path, sources), args.cfg_options)
+    sources.record_cli(args.cfg_options)
+    TOOL_SECTIONS['demo'].check(opt.get('demo'), ('demo', ), OptionContext(opt, sources=sources))
     name = opt.get('name') or osp.splitext(osp.basename(args.opt))[0]
     methods = demo_methods(opt, args.methods)
+    with job_folder(osp.join(ROOT, 'results', name), {}):  # the demo's own outputs (table, inputs): one writer
+        _run_methods(args, opt, opt_path, name, methods)
+
+
+def _run_methods(args, opt, opt_path, name, methods):
     results = osp.join(ROOT, 'results')
     user = [f'{k}={_cli_value(v)}' for k, v in (args.cfg_options or {}).items()]
     env = dict(os.environ, PYTHONUNBUFFERED='1')
@@ -90,13 +110,15 @@ def main(argv=None):
     for i, method in enumerate(methods, 1):
         run_name = f'{name}_{method["key"]}'
         overrides = [f'name={run_name}'] + [f'{k}={_cli_value(v)}' for k, v in method.get('cfg_options', {}).items()]
-        cmd = ['tools/test.py', '-opt', osp.relpath(opt_path, ROOT), '--cfg-options'] + overrides + user
+        cmd = ['tools/test.py', '-opt', osp.relpath(opt_path, REPO), '--cfg-options'] + overrides + user
         print(f'[{i}/{len(methods)}] {method.get("label", method["key"])}: python {" ".join(cmd)}', flush=True)
         t0 = time.time()
-        proc = subprocess.run([sys.executable] + cmd, cwd=ROOT, capture_output=True, text=True, env=env)
+        proc = subprocess.run([sys.executable] + cmd, cwd=REPO, capture_output=True, text=True, env=env)
         if proc.returncode != 0:
-            tail = '\n'.join(proc.stderr.strip().splitlines()[-15:])
-            print(tail, file=sys.stderr)
+            errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
+            if errors and proc.returncode == 2:  # the run's own one-line error
+                raise OptionError(f'demo method "{method["key"]}" (python {" ".join(cmd)}): {errors[-1][7:]}')
+            print('\n'.join(proc.stderr.strip().splitlines()[-15:]), file=sys.stderr)
             sys.exit(proc.returncode)
         print(f'      done in {time.time() - t0:.0f} s -> results/{run_name}/', flush=True)
     folders = ' '.join(f'results/{name}_{m["key"]}' for m in methods)

@@ -16,10 +16,12 @@ from _entry import run
 import lan_basicsr  # noqa: F401  (compat shim before basicsr)
 from lan_basicsr.data.prepare_util import prepare_paired_folder, scan_pairs
 from lan_basicsr.utils.errors import DataError
+from lan_basicsr.utils.options import LANArgumentParser, add_debug_argument
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = LANArgumentParser(
+        prog='tools/prepare_polyu.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         '--src', required=True, help='PolyU root (with OriginalImages/ and CroppedImages/) or an image folder')
     parser.add_argument('--dst', required=True, help='output folder; lq/ and gt/ are created in it (must be empty)')
@@ -32,6 +34,7 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=4, help='worker processes (default: 4; 1 = serial)')
     parser.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default: 1)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 

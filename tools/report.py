@@ -9,7 +9,9 @@ from _entry import run
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from lan_basicsr.utils.options import LANArgumentParser, add_debug_argument
+    parser = LANArgumentParser(
+        prog='tools/report.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('results', nargs='+', metavar='RESULTS_DIR', help='LANModel results folders (results/<name>)')
     parser.add_argument('-o', '--out', required=True, help='output folder (index.html, tables, figures)')
     parser.add_argument(
@@ -21,6 +23,7 @@ def parse_args(argv=None):
     parser.add_argument('--steps', nargs='+', type=int, help='Table 1 columns (default: the runs\' report steps)')
     parser.add_argument('--images', type=int, default=3, help='images per dataset shown as pictures (default 3)')
     parser.add_argument('--title', help='page title')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 
@@ -32,6 +35,7 @@ def main(argv=None):
     import lan_basicsr  # noqa: F401  (registers the noise models)
     from lan_basicsr.report import build_report
     from lan_basicsr.utils.errors import OptionError
+    from lan_basicsr.utils.job_lock import check_not_in_use, job_folder
     args = parse_args(argv)
     labels = {}
     for item in args.label:
@@ -39,8 +43,12 @@ def main(argv=None):
         if not sep or not name or not label:
             raise OptionError(f'--label {item!r}: expected NAME=LABEL (NAME: a results folder or its base name)')
         labels[name] = label
+    for folder in args.results:  # a folder a job is still writing holds partial results
+        check_not_in_use(folder)
     get_root_logger(logger_name='basicsr', log_level=logging.INFO)
-    paths = build_report(args.results, args.out, labels=labels, steps=args.steps, images=args.images, title=args.title)
+    with job_folder(args.out, {}):  # one report writer per output folder
+        paths = build_report(
+            args.results, args.out, labels=labels, steps=args.steps, images=args.images, title=args.title)
     with open(paths['table1.md'], encoding='utf-8') as f:
         print(f.read())
     print(f'Report: {paths["index.html"]}')

@@ -2,6 +2,7 @@
 import torch
 
 from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.option_schema import CheckpointPath, Number, Section, Str
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY
 from .base_adapter import BaseAdapter, build_optimizer
 from .weight_adapter import FirstLayer, FullTrainable, LastLayer
@@ -33,6 +34,19 @@ class OffsetAndWeights(BaseAdapter):
     """
 
     default_lr = 5e-4
+    option_values = {
+        'combined':
+        Section({
+            'weights': Str(choices=tuple(_WEIGHT_ADAPTERS)),
+            'weights_lr': Number(gt=0),
+            'layer': Str(null=True)
+        },
+                null=True),
+        'init_path':
+        CheckpointPath(),
+        'param_key':
+        Str(null=True),
+    }
 
     def __init__(self, net, lr=None, optim=None, combined=None, init_path=None, param_key=None):
         super().__init__(net, lr=lr, optim=optim)

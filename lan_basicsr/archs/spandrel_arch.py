@@ -32,6 +32,7 @@ from torch import nn
 
 from lan_basicsr.utils.checkpoint import checkpoint_entry, read_checkpoint
 from lan_basicsr.utils.errors import CheckpointError, OptionError
+from lan_basicsr.utils.option_schema import Bool, CheckpointPath, Number, Str
 
 __all__ = ['SpandrelNet', 'NOT_DENOISERS', 'NOISE_MAP_ARCHS', 'pad_to_requirements']
 
@@ -178,6 +179,14 @@ class SpandrelNet(nn.Module):
     Attributes: ``arch`` (spandrel's architecture id, e.g. ``SCUNet``), ``tags``, ``in_channels``, ``out_channels``,
     ``size_requirements`` (spandrel's ``SizeRequirements``), ``noise_level`` (None where no map is taken).
     """
+
+    dry_build = False  # building reads the checkpoint: the option check looks at the values only
+    option_values = {
+        'path': CheckpointPath(null=False),
+        'param_key': Str(null=True),
+        'noise_level': Number(ge=0, null=True),
+        'extra_arches': Bool(),
+    }
 
     def __init__(self, path, param_key=None, noise_level=None, extra_arches=False):
         super().__init__()

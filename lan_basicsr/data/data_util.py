@@ -22,12 +22,13 @@ from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import scandir
 
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import Bool, Int, ListOf, OneOf, Section, Str, TrainOnly
 
 __all__ = [
     'IMG_EXTENSIONS', 'COLOR_CHANNELS', 'parse_color', 'ColorMode', 'decode_raw', 'decode_image', 'read_file_bytes',
     'read_image_file', 'option_where', 'require_path', 'list_images', 'paired_paths_from_folders',
     'read_lmdb_meta_info', 'check_lmdb_keys', 'paired_keys_from_lmdbs', 'fixed_crop', 'parse_crop_opt',
-    'train_crop_augment', 'load_image'
+    'train_crop_augment', 'load_image', 'CROP_OPTION', 'FILENAME_TMPL_OPTION', 'COLOR_OPTION', 'TRAIN_AUGMENT_OPTIONS'
 ]
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
@@ -219,6 +220,21 @@ def paired_keys_from_lmdbs(lq_path, gt_path):
     check_lmdb_keys(lq_path, lq_meta)
     check_lmdb_keys(gt_path, gt_meta)
     return sorted(gt_meta), lq_meta, gt_meta
+
+
+# Option specs shared by the datasets' ``option_keys`` (see lan_basicsr.utils.option_schema).
+CROP_OPTION = Section(
+    {
+        'size': OneOf(Int(ge=1), ListOf(Int(ge=1), length=2), what='a positive int or [H, W]'),
+        'position': Str(choices=('top_left', 'center')),
+    },
+    required=('size', ),
+    null=True,
+    what='{size: S or [H, W], position: top_left | center}')
+# the keys of train_crop_augment (random crop, flips, rotations): training datasets only
+TRAIN_AUGMENT_OPTIONS = {'gt_size': TrainOnly(Int(ge=1)), 'use_hflip': TrainOnly(Bool()), 'use_rot': TrainOnly(Bool())}
+COLOR_OPTION = Str(choices=tuple(COLOR_CHANNELS), null=True)  # null: the network's input channels decide
+FILENAME_TMPL_OPTION = Str(check=lambda v: None if '{}' in v else f'"{v}" has no {{}} for the GT file stem')
 
 
 def parse_crop_opt(crop, where):

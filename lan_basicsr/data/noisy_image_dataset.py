@@ -6,8 +6,9 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from .data_util import (ColorMode, check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
-                        read_lmdb_meta_info, require_path)
+from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath
+from .data_util import (COLOR_OPTION, CROP_OPTION, ColorMode, check_lmdb_keys, fixed_crop, list_images, load_image,
+                        option_where, parse_crop_opt, read_lmdb_meta_info, require_path)
 
 __all__ = ['NoisyImageDataset']
 
@@ -22,6 +23,8 @@ class NoisyImageDataset(ColorMode, data.Dataset):
         crop (dict, optional): fixed crop ``{size: 256, position: top_left | center}``; omitted: full images.
         color (str, optional): ``rgb`` or ``gray`` (OpenCV's BGR->grey); unset: the network's input channels decide.
     """
+
+    option_keys = {'dataroot_lq': DirPath(), 'io_backend': IO_BACKEND, 'color': COLOR_OPTION, 'crop': CROP_OPTION}
 
     def __init__(self, opt):
         super().__init__()

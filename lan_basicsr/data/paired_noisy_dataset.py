@@ -6,8 +6,10 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from .data_util import (ColorMode, fixed_crop, load_image, option_where, paired_keys_from_lmdbs,
-                        paired_paths_from_folders, parse_crop_opt, require_path, train_crop_augment)
+from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath
+from .data_util import (COLOR_OPTION, CROP_OPTION, FILENAME_TMPL_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, fixed_crop,
+                        load_image, option_where, paired_keys_from_lmdbs, paired_paths_from_folders, parse_crop_opt,
+                        require_path, train_crop_augment)
 
 __all__ = ['PairedNoisyDataset']
 
@@ -30,6 +32,16 @@ class PairedNoisyDataset(ColorMode, data.Dataset):
     ``'gt_path'`` (file paths or LMDB keys) and ``'name'`` (the LQ file stem or key). lq and gt of different sizes are a
     DataError.
     """
+
+    option_keys = {
+        'dataroot_lq': DirPath(),
+        'dataroot_gt': DirPath(),
+        'io_backend': IO_BACKEND,
+        'color': COLOR_OPTION,
+        'filename_tmpl': FILENAME_TMPL_OPTION,
+        'crop': CROP_OPTION,
+        **TRAIN_AUGMENT_OPTIONS,
+    }
 
     def __init__(self, opt):
         super().__init__()

@@ -9,9 +9,11 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str
 from lan_basicsr.utils.registry import NOISE_REGISTRY, build_from_registry
-from .data_util import (ColorMode, check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
-                        read_lmdb_meta_info, require_path, train_crop_augment)
+from .data_util import (COLOR_OPTION, CROP_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, check_lmdb_keys, fixed_crop,
+                        list_images, load_image, option_where, parse_crop_opt, read_lmdb_meta_info, require_path,
+                        train_crop_augment)
 
 __all__ = ['SyntheticNoiseDataset', 'SKIMAGE_PHOTOS', 'skimage_image_path']
 
@@ -67,6 +69,23 @@ class SyntheticNoiseDataset(ColorMode, data.Dataset):
     Items: ``{'lq', 'gt', 'lq_path', 'gt_path', 'name'}``, float32 CHW (RGB or grey); ``lq_path`` = ``gt_path`` = the
     clean file.
     """
+
+    option_keys = {
+        'dataroot_gt': DirPath(),
+        'skimage_images':
+        OneOf(Str(choices=('photos', )), ListOf(Str(), min_len=1), what='"photos" or a list of names'),
+        'split': Str(choices=('all', 'train', 'heldout')),
+        'heldout': OneOf(Int(ge=0), ListOf(Str()), what='a number of images or a list of names'),
+        'noise': Registered('noise'),
+        'seed': Int(ge=0),
+        'fixed_noise': Bool(),
+        'clip': Bool(),
+        'cache_images': Bool(),
+        'io_backend': IO_BACKEND,
+        'color': COLOR_OPTION,
+        'crop': CROP_OPTION,
+        **TRAIN_AUGMENT_OPTIONS,
+    }
 
     def __init__(self, opt):
         super().__init__()

@@ -31,11 +31,12 @@ import torch
 
 from lan_basicsr.losses.pixel_bank_loss import _check_bank_args, bank_mean, build_pixel_bank
 from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.option_schema import Registered, Spec
 from lan_basicsr.utils.registry import SELECT_REGISTRY, build_from_registry, check_registered
 
 __all__ = [
     'Selection', 'StepSelector', 'Last', 'SubImageScore', 'PixelBankScore', 'WindowedVariance', 'build_selector',
-    'diagonal_pairs', 'LAST'
+    'is_last', 'SelectSpec', 'diagonal_pairs', 'LAST'
 ]
 
 LAST = 'last'
@@ -49,9 +50,27 @@ class Selection(NamedTuple):
     output: torch.Tensor  # 1,C,H,W, detached, clipped to [0, 1]
 
 
+def is_last(select):
+    """Whether ``adapt.select`` asks for no selection (None, ``last`` or ``{type: Last}``)."""
+    if select is None or (isinstance(select, str) and select.lower() == LAST):
+        return True
+    return isinstance(select, dict) and select.get('type') == 'Last' and len(select) == 1
+
+
+class SelectSpec(Spec):
+    """Option rule of ``adapt.select``: null, ``last``, a rule name, or ``{type: <rule>, ...its arguments}``."""
+
+    what = 'last, a selection rule name or {type: <rule>, ...its arguments}'
+
+    def check(self, value, keys, ctx):
+        if value is None or isinstance(value, str) and value.lower() == LAST:
+            return
+        Registered('select', what=self.what).check({'type': value} if isinstance(value, str) else value, keys, ctx)
+
+
 def build_selector(select):
     """``adapt.select``: None / ``last`` (no selection: returns None), a rule name, or ``{type: rule, **args}``."""
-    if select is None or (isinstance(select, str) and select.lower() == LAST):
+    if is_last(select):
         return None
     if isinstance(select, str):
         select = {'type': select}

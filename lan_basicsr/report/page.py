@@ -6,6 +6,7 @@ from os import path as osp
 from urllib.parse import quote
 
 from .figures import read_rgb
+from .results import checkpoint_path
 from .tables import PSNR_DIGITS, SSIM_DIGITS
 
 __all__ = ['write_page', 'noise_verdict']
@@ -279,7 +280,7 @@ def write_page(path, title, runs, labels, table, gains, figures, noise, pictures
                  f'<td class="l">{escape(str(adapt.get("type")))}</td><td class="l">{escape(run.loss)}</td>'
                  f'<td>{run.steps}</td><td class="l">{escape(str(adapt.get("lr")))}</td>'
                  f'<td class="l">{escape(run.network)}</td>'
-                 f'<td class="l wrap">{escape(str(run.settings.get("pretrain_network_g")))}</td></tr>')
+                 f'<td class="l wrap">{escape(str(checkpoint_path(run.settings)))}</td></tr>')
     page.add('</table><p class="note">Made by <code>tools/report.py</code> from the results folders only; nothing '
              'was recomputed.</p>')
     page.add(f'<script>{SCRIPT}</script></body></html>\n')

@@ -20,7 +20,10 @@ from basicsr.utils import get_root_logger
 from lan_basicsr.models.step_store import read_inputs_csv, read_step_csv
 from lan_basicsr.utils.errors import DataError, OptionError
 
-__all__ = ['Run', 'load_runs', 'check_comparable', 'method_label', 'loss_label', 'METHOD_LABELS', 'LOSS_LABELS']
+__all__ = [
+    'Run', 'load_runs', 'check_comparable', 'method_label', 'loss_label', 'checkpoint_path', 'METHOD_LABELS',
+    'LOSS_LABELS'
+]
 
 METHOD_LABELS = {
     'LAN': 'LAN',
@@ -42,13 +45,21 @@ def method_label(settings):
     if adapt.get('steps') == 0:
         return 'Pretrained'
     kind = adapt.get('type')
-    init = adapt.get('init_path') or settings.get('pretrain_network_g') or ''
+    files = settings.get('files') or {}  # the paths (adapt_run.json records file options by content)
+    init = (
+        files.get('adapt.init_path') or adapt.get('init_path') or files.get('path.pretrain_network_g')
+        or settings.get('pretrain_network_g') or '')
     if kind == 'FullTrainable' and 'meta' in str(init).lower():
         return 'Meta-learning'
     label = METHOD_LABELS.get(kind, str(kind))
     if adapt.get('init_path'):
-        label += f' (from {osp.basename(str(adapt["init_path"]))})'
+        label += f' (from {osp.basename(str(files.get("adapt.init_path") or adapt["init_path"]))})'
     return label
+
+
+def checkpoint_path(settings):
+    """The checkpoint file a run started from, as given in its options (``adapt_run.json``'s ``files``)."""
+    return (settings.get('files') or {}).get('path.pretrain_network_g') or settings.get('pretrain_network_g')
 
 
 def loss_label(settings):
@@ -280,12 +291,13 @@ def _check_step0(dataset, group):
     starts = OrderedDict()
     for run in group:
         adapt = run.settings.get('adapt') or {}
-        key = json.dumps(
-            [run.settings.get('network_g'),
-             run.settings.get('pretrain_network_g'),
-             adapt.get('init_path')],
-            sort_keys=True,
-            default=str)
+        path_opt = run.settings.get('path') or {}  # adapt_run.json records checkpoints by content (sha256)
+        start = [
+            run.settings.get('network_g'),
+            path_opt.get('pretrain_network_g') or run.settings.get('pretrain_network_g'),
+            adapt.get('init_path')
+        ]
+        key = json.dumps(start, sort_keys=True, default=str)
         starts.setdefault(key, []).append(run)
     for same in starts.values():
         ref = same[0]
