@@ -1,8 +1,8 @@
 # Usage: python tools/subset_folder.py --src datasets/PolyU --dst datasets/PolyU_every10 --every 10
 """A fixed subset of a paired folder (``lq/`` and ``gt/``, matched by name): every k-th pair in file-name order (of the
-names starting with ``--prefix``), as symbolic links (nothing is copied). The choice depends on the names only, never on a score, so it can be made before
-anything is run and reproduced by anyone; lan_basicsr.report.selection_table's ``--every k`` picks the same images out
-of a run over the whole folder."""
+names starting with ``--prefix``), as symbolic links (nothing is copied). The choice depends on the names only, never
+on a score, so it can be made before anything is run and reproduced by anyone; lan_basicsr.report.selection_table's
+``--every k`` picks the same images out of a run over the whole folder."""
 import argparse
 import os
 from os import path as osp

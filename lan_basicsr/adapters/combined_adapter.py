@@ -34,18 +34,15 @@ class OffsetAndWeights(BaseAdapter):
     """
 
     default_lr = 5e-4
+    _combined_keys = {
+        'weights': Str(choices=tuple(_WEIGHT_ADAPTERS)),
+        'weights_lr': Number(gt=0),
+        'layer': Str(null=True)
+    }
     option_values = {
-        'combined':
-        Section({
-            'weights': Str(choices=tuple(_WEIGHT_ADAPTERS)),
-            'weights_lr': Number(gt=0),
-            'layer': Str(null=True)
-        },
-                null=True),
-        'init_path':
-        CheckpointPath(),
-        'param_key':
-        Str(null=True),
+        'combined': Section(_combined_keys, null=True),
+        'init_path': CheckpointPath(),
+        'param_key': Str(null=True)
     }
 
     def __init__(self, net, lr=None, optim=None, combined=None, init_path=None, param_key=None):
