@@ -209,3 +209,16 @@ def test_combined_adapter_and_pixel_bank_loss_run_with_selection(setup):  # noqa
     with open(osp.join(setup.root, 'results', 'combined', 'per_step.csv')) as f:
         assert len(list(csv.DictReader(f))) == NUM * (STEPS + 1)
     assert len(results(setup, 'combined', file='selected.csv')) == NUM
+
+
+@pytest.mark.parametrize('cfg,match', [
+    (['adapt.select.type=Oracle'], r'adapt\.select\.type: unknown type "Oracle"'),
+    (['adapt.select.type=SubImageScore', 'adapt.select.cell=1'], r'adapt\.select: SubImageScore rejects'),
+    (['adapt.select.type=SubImageScore', 'adapt.select.cells=[2]'], r'adapt\.select\.cells: unknown key'),
+    (['adapt.type=OffsetAndWeights', 'adapt.combined.weights=LAN'], r'adapt\.combined\.weights'),
+    (['adapt.type=OffsetAndWeights', 'adapt.combined.lr=0.1'], r'adapt\.combined\.lr: unknown key'),
+])
+def test_bad_options_stop_before_anything_runs(setup, cfg, match):  # noqa: F811
+    with pytest.raises(OptionError, match=match):
+        run(setup, *cfg, name='bad')
+    assert not osp.isdir(osp.join(setup.root, 'results', 'bad', 'visualization', 'toy'))
