@@ -30,7 +30,7 @@ from typing import NamedTuple
 import torch
 
 from lan_basicsr.losses.pixel_bank_loss import _check_bank_args, bank_mean, build_pixel_bank
-from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.errors import DataError, OptionError
 from lan_basicsr.utils.option_schema import Registered, Spec
 from lan_basicsr.utils.registry import SELECT_REGISTRY, build_from_registry, check_registered
 
@@ -218,7 +218,9 @@ class SubImageScore(StepSelector):
         for cell in self.cells:
             d1, d2 = diagonal_pairs(lq, cell, self.offset)
             if d1.numel() == 0:
-                raise ValueError(f'SubImageScore: an image of shape {tuple(lq.shape)} is too small for cell {cell}')
+                raise DataError(f'adapt.select: an image of {lq.shape[-2]}x{lq.shape[-1]} pixels is too small for '
+                                f'SubImageScore cell {cell} (it needs at least {cell + self.offset} rows and columns); '
+                                'use smaller cells or larger images')
             pairs.append((d1.double(), d2.double()))
         return {'pairs': pairs, 'reference': None}
 

@@ -14,7 +14,7 @@ from torch import nn
 from lan_basicsr.losses.zsn2n_loss import pair_downsample
 from lan_basicsr.models.lan_model import LANModel
 from lan_basicsr.models.selection import PixelBankScore, SubImageScore, WindowedVariance, build_selector, diagonal_pairs
-from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.errors import DataError, OptionError
 
 
 class Constant(nn.Module):
@@ -222,3 +222,11 @@ def test_bad_options_stop_before_anything_runs(setup, cfg, match):  # noqa: F811
     with pytest.raises(OptionError, match=match):
         run(setup, *cfg, name='bad')
     assert not osp.isdir(osp.join(setup.root, 'results', 'bad', 'visualization', 'toy'))
+
+
+def test_an_image_too_small_for_the_cells_is_a_data_error():
+    rule = SubImageScore(cell=[2, 4])
+    rule.start(torch.rand(1, 3, 4, 4))
+    rule.bind(nn.Identity())
+    with pytest.raises(DataError, match='4x4 pixels is too small for SubImageScore cell 4'):
+        rule(0, torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), None)
