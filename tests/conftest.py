@@ -53,19 +53,15 @@ def _one_thread():
 REPORT_STEPS = 3
 
 
-def make_report_runs(root, gray=False):
-    """Tiny LANModel runs on one paired folder (4 images): LAN and FullTrainable (3 steps) and the pretrained network
-    (0 steps), with every picture a report uses (save_offset, save_compare) and a declared training noise; returns
-    ``{key: results folder}`` (keys lan, full, pre). ``gray``: a grey network and data, LAN only."""
+def write_toy_options(root, adapt, num=4, size=(24, 32), net=None, **sections):
+    """A paired folder of ``num`` generated images, a random tiny DnCNN checkpoint (seed 0) and a LANModel option file
+    inheriting options/_base_ (``adapt`` and any other top-level ``sections``) under ``root``; returns its path."""
     import yaml
 
     from lan_basicsr.archs.dncnn_arch import DnCNN
-    from lan_basicsr.test import test_pipeline
-    pairs = make_paired_folder(osp.join(root, 'pairs'), num=4, size=(24, 32))
+    pairs = make_paired_folder(osp.join(root, 'pairs'), num=num, size=size)
     torch.manual_seed(0)
-    net = tiny_dncnn()
-    if gray:
-        net.update(in_nc=1, out_nc=1)
+    net = net or tiny_dncnn()
     ckpt = osp.join(root, 'net.pth')
     torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
     opt = {
@@ -75,19 +71,8 @@ def make_report_runs(root, gray=False):
         'path': {
             'pretrain_network_g': ckpt
         },
-        'adapt': {
-            'steps': REPORT_STEPS,
-            'report_steps': [0, 2],
-            'save_offset': True,
-            'save_compare': True,
-            'lr': 0.05
-        },
-        'report': {
-            'train_noise': {
-                'type': 'GaussianNoise',
-                'sigma': 20
-            }
-        },
+        'adapt': adapt,
+        **sections,
         'datasets': {
             'test': {
                 'name': 'toy',
@@ -100,6 +85,19 @@ def make_report_runs(root, gray=False):
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:
         yaml.safe_dump(opt, f)
+    return opt_path
+
+
+def make_report_runs(root, gray=False):
+    """Tiny LANModel runs on one paired folder (4 images): LAN and FullTrainable (3 steps) and the pretrained network
+    (0 steps), with every picture a report uses (save_offset, save_compare) and a declared training noise; returns
+    ``{key: results folder}`` (keys lan, full, pre). ``gray``: a grey network and data, LAN only."""
+    from lan_basicsr.test import test_pipeline
+    net = tiny_dncnn()
+    if gray:
+        net.update(in_nc=1, out_nc=1)
+    adapt = {'steps': REPORT_STEPS, 'report_steps': [0, 2], 'save_offset': True, 'save_compare': True, 'lr': 0.05}
+    opt_path = write_toy_options(root, adapt, net=net, report={'train_noise': {'type': 'GaussianNoise', 'sigma': 20}})
     runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001'], 'pre': ['adapt.steps=0']}
     if gray:
         runs = {'lan': runs['lan']}

@@ -129,8 +129,9 @@ def test_same_seed_gives_identical_csv(setup):
     assert losses('a') != losses('c')  # the seed drives the Nbr2Nbr masks
 
 
-def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
-    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='full')
+def interrupt_at_third_image(monkeypatch):
+    """Make LANModel.adapt_one raise KeyboardInterrupt at the third image; return the list of images it was called
+    with (clear it to count again)."""
     calls = []
     original = LANModel.adapt_one
 
@@ -141,6 +142,12 @@ def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
         return original(self, data, index, image)
 
     monkeypatch.setattr(LANModel, 'adapt_one', interrupted)
+    return calls
+
+
+def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='full')
+    calls = interrupt_at_third_image(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='cut')
     partial = read(setup, 'cut')

@@ -8,11 +8,11 @@ import cv2
 import numpy as np
 import pytest
 import torch
-from test_lan_model import NUM, STEPS, read, results, run, setup  # noqa: F401 (setup is a fixture)
+from test_lan_model import setup  # noqa: F401 (a fixture)
+from test_lan_model import NUM, STEPS, interrupt_at_third_image, read, results, run
 from torch import nn
 
 from lan_basicsr.losses.zsn2n_loss import pair_downsample
-from lan_basicsr.models.lan_model import LANModel
 from lan_basicsr.models.selection import PixelBankScore, SubImageScore, WindowedVariance, build_selector, diagonal_pairs
 from lan_basicsr.utils.errors import DataError, OptionError
 
@@ -182,16 +182,7 @@ def test_the_rule_never_reads_gt(setup, tmp_path):  # noqa: F811
 
 def test_selected_csv_resumes_exactly(setup, monkeypatch):  # noqa: F811
     run(setup, *SELECT, name='whole')
-    calls = []
-    original = LANModel.adapt_one
-
-    def interrupted(self, data, index, image='image'):
-        calls.append(image)
-        if len(calls) == 3:
-            raise KeyboardInterrupt('simulated interruption')
-        return original(self, data, index, image)
-
-    monkeypatch.setattr(LANModel, 'adapt_one', interrupted)
+    interrupt_at_third_image(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(setup, *SELECT, name='cut')
     with open(osp.join(setup.root, 'results', 'cut', 'selected.csv'), 'a') as f:

@@ -4,8 +4,7 @@ from os import path as osp
 
 import numpy as np
 import pytest
-import yaml
-from conftest import ROOT, make_paired_folder, tiny_dncnn
+from conftest import ROOT, write_toy_options
 
 from lan_basicsr.report.selection_table import goals, selection_markdown, selection_rows, subset_images
 from lan_basicsr.utils.errors import DataError
@@ -15,39 +14,9 @@ SELECT = ['adapt.select.type=SubImageScore', 'adapt.select.cell=[2,3]']
 
 @pytest.fixture(scope='module')
 def runs(tmp_path_factory):
-    import torch
-
-    from lan_basicsr.archs.dncnn_arch import DnCNN
     from lan_basicsr.test import test_pipeline
     root = str(tmp_path_factory.mktemp('selection_runs'))
-    pairs = make_paired_folder(osp.join(root, 'pairs'), num=6, size=(24, 32))
-    torch.manual_seed(0)
-    net = tiny_dncnn()
-    ckpt = osp.join(root, 'net.pth')
-    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
-    opt = {
-        '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
-        'num_gpu': 0,
-        'network_g': net,
-        'path': {
-            'pretrain_network_g': ckpt
-        },
-        'adapt': {
-            'steps': 3,
-            'lr': 0.05
-        },
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
-    }
-    opt_path = osp.join(root, 'toy.yml')
-    with open(opt_path, 'w') as f:
-        yaml.safe_dump(opt, f)
+    opt_path = write_toy_options(root, {'steps': 3, 'lr': 0.05}, num=6)
     cfgs = {
         'lan': ['adapt.type=LAN', *SELECT],
         'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001', *SELECT],
