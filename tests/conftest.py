@@ -36,9 +36,31 @@ def make_paired_folder(root, num=6, size=(24, 32), sigma=20, seed=0):
     return root
 
 
+def paired_datasets(pairs, name='toy'):
+    """The ``datasets`` section of a test-time run on a folder made by :func:`make_paired_folder`."""
+    return {
+        'test': {
+            'name': name,
+            'type': 'PairedNoisyDataset',
+            'dataroot_lq': f'{pairs}/lq',
+            'dataroot_gt': f'{pairs}/gt'
+        }
+    }
+
+
 @pytest.fixture
 def paired_folder(tmp_path):
     return make_paired_folder(str(tmp_path / 'pairs'))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped where no CUDA device is visible (CI); ``benchmarks/gpu_check.sh`` runs them."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA device (run by benchmarks/gpu_check.sh)')
+    for item in items:
+        if item.get_closest_marker('cuda') is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -73,14 +95,7 @@ def write_toy_options(root, adapt, num=4, size=(24, 32), net=None, **sections):
         },
         'adapt': adapt,
         **sections,
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
+        'datasets': paired_datasets(pairs),
     }
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:
@@ -97,7 +112,8 @@ def make_report_runs(root, gray=False):
     if gray:
         net.update(in_nc=1, out_nc=1)
     adapt = {'steps': REPORT_STEPS, 'report_steps': [0, 2], 'save_offset': True, 'save_compare': True, 'lr': 0.05}
-    opt_path = write_toy_options(root, adapt, net=net, report={'train_noise': {'type': 'GaussianNoise', 'sigma': 20}})
+    report = {'train_noise': {'type': 'GaussianNoise', 'sigma': 20}}
+    opt_path = write_toy_options(root, adapt, net=net, report=report)
     runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001'], 'pre': ['adapt.steps=0']}
     if gray:
         runs = {'lan': runs['lan']}

@@ -131,7 +131,7 @@ def record(args):
                 data = default_collate([dataset[index]])
                 image = data['name'][0] if 'name' in data else osp.splitext(osp.basename(data['lq_path'][0]))[0]
                 recorder = StepRecorder(data['gt'].to(model.device))
-                model.selector = recorder
+                model.observer = recorder
                 result = model.adapt_one(data, index, image)
                 steps = recorder.rows
                 steps += [dict(steps[-1], step=s) for s in range(len(steps), len(result.psnr))]  # stopped early

@@ -4,7 +4,7 @@ import torch
 from lan_basicsr.utils.errors import OptionError
 from lan_basicsr.utils.option_schema import CheckpointPath, Number, Section, Str
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY
-from .base_adapter import BaseAdapter, build_optimizer
+from .base_adapter import BaseAdapter, _rows_finite, build_optimizer
 from .weight_adapter import FirstLayer, FullTrainable, LastLayer
 
 __all__ = ['OffsetAndWeights', 'COMBINED_DEFAULTS']
@@ -71,7 +71,7 @@ class OffsetAndWeights(BaseAdapter):
         self.phi = None
 
     def reset(self, lq):
-        self.weights.reset(lq)  # weights back to the reference, requires_grad on the chosen ones only
+        self.weights.reset(lq)  # weights back to the reference (per-image copies for B > 1), only the chosen ones train
         self.phi = torch.zeros_like(lq, requires_grad=True)
         return self._new_optimizer()
 
@@ -83,6 +83,13 @@ class OffsetAndWeights(BaseAdapter):
 
     def adapted_input(self, lq):
         return lq + torch.tanh(self.phi)
+
+    def network(self, net):
+        return self.weights.network(net)  # per-image weight copies when a batch of images is adapted together
+
+    def grads_finite(self):
+        flags = [f for f in (_rows_finite([self.phi]), self.weights.grads_finite()) if f is not None]
+        return torch.stack(flags).all(0) if flags else None
 
     def trainable_parameters(self):
         return ([] if self.phi is None else [self.phi]) + self.weights.trainable_parameters()

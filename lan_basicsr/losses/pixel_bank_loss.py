@@ -30,7 +30,7 @@ from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 from torch.nn import functional as F
 
-from .loss_util import SelfSupervisedOutput, check_noisy
+from .loss_util import SelfSupervisedOutput, check_noisy, image_mean
 
 __all__ = ['PixelBankLoss', 'build_pixel_bank', 'bank_values', 'bank_mean', 'sample_bank_entries', 'pick_entries']
 
@@ -181,7 +181,8 @@ class PixelBankLoss(nn.Module):
     """Noise2Noise on two pseudo instances drawn from the image's pixel bank (see the module doc).
 
     Call as ``loss_fn(net, noisy, step=0, total_steps=20, generators=None)``; returns :class:`SelfSupervisedOutput`
-    whose ``output`` is ``net(noisy)`` at full size, computed under ``no_grad`` (one extra forward, as Nbr2Nbr).
+    whose ``output`` is ``net(noisy)`` at full size, computed under ``no_grad`` (one extra forward, as Nbr2Nbr), and
+    ``per_image`` each image's loss (a batch adapts as one image at a time).
 
     Args:
         bank_size (int): similar pixels kept per pixel. Default: 8.
@@ -222,11 +223,11 @@ class PixelBankLoss(nn.Module):
             others = bank[:, 1:] if self.bank_opt['include_self'] else bank
             target, = sample_bank_entries(others, generators, 1)
             output = net(noisy)
-            per_image = (output - pick_entries(noisy, others, target)).square().flatten(1).mean(1)
-            return SelfSupervisedOutput(self.loss_weight * per_image.mean(), output)
+            per_image = self.loss_weight * image_mean((output - pick_entries(noisy, others, target)).square())
+            return SelfSupervisedOutput(per_image.mean(), output, per_image)
         first, second = sample_bank_entries(bank, generators, 2)
         with torch.no_grad():
             output = net(noisy)
         x1, x2 = pick_entries(noisy, bank, first), pick_entries(noisy, bank, second)
-        per_image = (net(x1) - x2).square().flatten(1).mean(1)
-        return SelfSupervisedOutput(self.loss_weight * per_image.mean(), output)
+        per_image = self.loss_weight * image_mean((net(x1) - x2).square())
+        return SelfSupervisedOutput(per_image.mean(), output, per_image)

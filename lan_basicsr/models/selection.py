@@ -136,17 +136,18 @@ class StepSelector:
         best['step'] = torch.where(better, torch.full_like(score, step), best['step'])
         best['output'][better] = out[better]
 
-    def finish(self, replayed=()):
-        """One :class:`Selection` per image of the batch. ``replayed``: the images adapted again alone, in order
-        (their later pass replaces the first one's observations)."""
+    def finish(self, replayed=None):
+        """One :class:`Selection` per image of the batch. A later pass (an image adapted again alone) replaces that
+        image's observations; the image is the one whose noisy input equals the pass's step-0 input (every adapter
+        starts from the noisy image), or ``replayed[k]`` for the k-th later pass when given."""
         if not self.passes:
             raise RuntimeError('step selection: the loop observed no step')
         first, later = self.passes[0], self.passes[1:]
-        replayed = list(replayed)
-        if len(later) != len(replayed):
+        if replayed is not None and len(replayed) != len(later):
             raise RuntimeError(f'step selection: {len(later)} replayed passes for {len(replayed)} replayed images')
         runs = [(first, i) for i in range(first['rows'])]
-        for run, image in zip(later, replayed):
+        for k, run in enumerate(later):
+            image = replayed[k] if replayed is not None else self._replayed_image(run)
             run['lq'] = self.lq[image:image + 1]
             for observation in run['pending']:
                 self._observe(run, *observation)
@@ -161,6 +162,16 @@ class StepSelector:
             score = float(best['score'][i])
             selections.append(Selection(int(best['step'][i]), alpha, math.nan if math.isinf(score) else score, out))
         return selections
+
+    def _replayed_image(self, run):
+        start = run['pending'][0][1] if run['pending'] else None
+        if start is None and run['lq'] is not None and self.lq.shape[0] == 1:
+            return 0
+        for i in range(self.lq.shape[0]):
+            if start is not None and torch.equal(start, self.lq[i:i + 1]):
+                return i
+        raise RuntimeError('step selection: an image was adapted again, but its first input matches no noisy image '
+                           'of the batch')
 
 
 @SELECT_REGISTRY.register()

@@ -234,14 +234,17 @@ class StepStore:
         size = len(','.join(FIELDS)) + 1
         return any(osp.isfile(p) and osp.getsize(p) > size for p in [self.main] + self._parts('per_step'))
 
-    def append(self, text, input_text=None, selected_text=None):
-        """Append one image's rows (its noisy-input and selected rows first): the per-step rows mark it done."""
+    def append(self, text, input_text=None):
+        """Append one image's rows (its noisy-input row first): the per-step rows mark it done."""
         os.makedirs(self.root, exist_ok=True)
         if input_text:
             _append(self._own('inputs'), INPUT_FIELDS, input_text)
-        if selected_text:
-            _append(self._own('selected'), SELECTED_FIELDS, selected_text)
         _append(self._own('per_step'), FIELDS, text)
+
+    def append_selected(self, text):
+        """Append one image's selected.csv row; call it before :meth:`append` (which marks the image done)."""
+        os.makedirs(self.root, exist_ok=True)
+        _append(self._own('selected'), SELECTED_FIELDS, text)
 
 
 def mean(values):

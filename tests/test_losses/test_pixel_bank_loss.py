@@ -119,9 +119,10 @@ def test_same_seed_same_loss_and_image_order_does_not_matter():
     b = PixelBankLoss(bank_size=4, window=7, patch=3, exclude=1)(net, img[1:], generators=_gens(11)).loss
     c = loss(net, img[1:], generators=_gens(12)).loss
     assert a.item() == b.item() and a.item() != c.item()
-    both = PixelBankLoss(bank_size=4, window=7, patch=3, exclude=1)(net, img, generators=_gens(10, 11)).loss
+    both = PixelBankLoss(bank_size=4, window=7, patch=3, exclude=1)(net, img, generators=_gens(10, 11))
     first = PixelBankLoss(bank_size=4, window=7, patch=3, exclude=1)(net, img[:1], generators=_gens(10)).loss
-    assert both.item() == pytest.approx((a.item() + first.item()) / 2, rel=1e-5)
+    assert both.per_image.tolist() == pytest.approx([first.item(), a.item()], rel=1e-5)  # each image as alone
+    assert both.loss.item() == pytest.approx((a.item() + first.item()) / 2, rel=1e-5)
 
 
 def test_bank_built_once_per_image(monkeypatch):

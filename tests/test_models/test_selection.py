@@ -117,7 +117,7 @@ def test_a_replayed_image_replaces_its_first_pass():
     rule.bind(Constant(0.5))
     for step in range(2):  # image 1 adapted again alone, stopped after step 1
         rule(step, lq[1:], torch.full_like(lq[1:], 0.5), None)
-    first, second = rule.finish(replayed=[1])
+    first, second = rule.finish()  # the replay starts from image 1's noisy input: it is image 1's
     assert first.step == 0 and torch.equal(first.output, lq[:1])
     assert torch.equal(second.output, torch.full_like(lq[1:], 0.5))
     with pytest.raises(RuntimeError, match='replayed'):
@@ -221,3 +221,44 @@ def test_an_image_too_small_for_the_cells_is_a_data_error():
     rule.bind(nn.Identity())
     with pytest.raises(DataError, match='4x4 pixels is too small for SubImageScore cell 4'):
         rule(0, torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), None)
+
+
+def test_a_batch_selects_as_one_image_at_a_time(setup):  # noqa: F811
+    for adapter in ('LAN', 'OffsetAndWeights'):
+        run(setup, f'adapt.type={adapter}', *SELECT, name=f'{adapter}_one')
+        run(setup, f'adapt.type={adapter}', *SELECT, 'adapt.batch_size=3', name=f'{adapter}_three')
+        one, three = (results(setup, f'{adapter}_{n}', file='selected.csv') for n in ('one', 'three'))
+        assert [(r['image'], r['step']) for r in one] == [(r['image'], r['step']) for r in three]
+        for a, b in zip(one, three):
+            assert float(a['alpha']) == pytest.approx(float(b['alpha']), abs=1e-5)
+            assert float(a['score']) == pytest.approx(float(b['score']), rel=1e-5)
+            assert float(a['psnr']) == pytest.approx(float(b['psnr']), abs=1e-3)
+
+
+def test_a_non_finite_step_in_a_batch_is_selected_from_its_replay(setup, monkeypatch):  # noqa: F811
+    from lan_basicsr.losses.zsn2n_loss import ZSN2NLoss
+    original = ZSN2NLoss.forward
+    lq1 = None
+
+    def nan_for_img001_from_step_1(self, net, noisy, step=0, total_steps=20, generators=None):
+        out = original(self, net, noisy, step, total_steps, generators)
+        if step < 1:
+            return out
+        hit = torch.tensor([torch.allclose(y, lq1, atol=0.01) for y in noisy])
+        per_image = torch.where(hit, torch.nan, out.per_image)
+        return out._replace(loss=per_image.mean(), per_image=per_image)
+
+    from basicsr.data import build_dataset
+    model = run(setup, 'adapt.steps=0', name='data')
+    lq1 = build_dataset(dict(model.opt['datasets']['test']))[1]['lq']
+    monkeypatch.setattr(ZSN2NLoss, 'forward', nan_for_img001_from_step_1)
+    model = run(setup, *SELECT, 'adapt.batch_size=4', name='nan_run')
+    passes = model.selector.passes
+    assert [p['rows'] for p in passes] == [4, 1]  # the batch, then img001 again alone (stopping at step 1)
+    rows = {r['image']: r for r in results(setup, 'nan_run', file='selected.csv')}
+    assert sorted(rows) == [f'img{i:03d}' for i in range(NUM)]
+    assert int(rows['img001']['step']) <= 1  # stopped at step 1: nothing later exists to choose
+    steps = {(r['image'], r['step']): r for r in results(setup, 'nan_run')}
+    chosen = steps[('img001', rows['img001']['step'])]
+    if float(rows['img001']['alpha']) == 1.0:
+        assert float(rows['img001']['psnr']) == pytest.approx(float(chosen['psnr']), abs=1e-4)
