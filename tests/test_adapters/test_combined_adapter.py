@@ -77,3 +77,17 @@ def test_learning_rates_and_reference_weights(tmp_path):
 def test_bad_options(combined, match):
     with pytest.raises(OptionError, match=match):
         OffsetAndWeights(_net(), combined=combined)
+
+
+@pytest.mark.parametrize('weights', ['FullTrainable', 'LastLayer'])
+def test_a_batch_adapts_as_one_image_at_a_time(weights):
+    from lan_basicsr.models.lan_model import adapt_batch
+    torch.manual_seed(1)
+    lq, gt = torch.rand(2, 3, 16, 16), torch.rand(2, 3, 16, 16)
+    adapter = OffsetAndWeights(_net(), combined={'weights': weights, 'weights_lr': 1e-3})
+    alone = [adapt_image(adapter.net, adapter, ZSN2NLoss(), lq[i:i + 1], gt[i:i + 1], steps=3) for i in range(2)]
+    both = adapt_batch(adapter.net, adapter, ZSN2NLoss(), lq, gt, steps=3)
+    for a, b in zip(alone, both):
+        assert a.psnr == pytest.approx(b.psnr, abs=1e-4) and a.loss == pytest.approx(b.loss, rel=1e-4)
+        assert torch.allclose(a.offset, b.offset, atol=1e-6)
+    assert a.psnr[0] != a.psnr[-1]  # it did adapt
