@@ -26,13 +26,14 @@ from os import path as osp
 import yaml
 from _entry import ROOT, run
 
-CELLS = (2, 3, 4, 5)
+CELLS = (2, 3, 4, 5, 8)
 FIELDS = ('variant', 'dataset', 'image', 'step', 'psnr', 'mse_noisy', 'cross', 'power') + tuple(
     f'c{c}_{k}' for c in CELLS for k in ('cc', 'cg', 'gg'))
 DEFAULT_RULES = [
-    '{cell: [2]}', '{cell: [2], blend: false}', '{cell: [3]}', '{cell: [3], blend: false}', '{cell: [4]}',
-    '{cell: [4], blend: false}', '{cell: [2, 4]}', '{cell: [2, 4], blend: false}', '{cell: [2, 5]}',
-    '{cell: [2, 5], blend: false}', '{cell: [3, 5]}', '{cell: [3, 5], blend: false}'
+    '{cell: [2]}', '{cell: [2], blend: false}', '{cell: [4]}', '{cell: [4], blend: false}', '{cell: [2, 4]}',
+    '{cell: [2, 4], blend: false}', '{cell: [2, 4], blend_cell: 4}', '{cell: [2, 8]}', '{cell: [2, 8], blend: false}',
+    '{cell: [2, 8], blend_cell: 8}', '{cell: [2, 4, 8], blend: false}', '{cell: [2, 4, 8], blend_cell: 8}',
+    '{cell: [3, 8], blend_cell: 8}'
 ]
 
 
@@ -150,8 +151,9 @@ def _psnr(mse):
     return 10 * math.log10(1 / max(mse, 1e-20))
 
 
-def choose(steps, cells, blend):
+def choose(steps, cells, blend, blend_cell=None):
     """The (step, α) :class:`SubImageScore` picks from recorded rows (same logic, on the recorded sums)."""
+    blend_cell = cells[0] if blend_cell is None else blend_cell
 
     def alpha_of(r, c):
         cc, cg = r[f'c{c}_cc'], r[f'c{c}_cg']
@@ -163,7 +165,7 @@ def choose(steps, cells, blend):
     ref = [score(steps[0], c, 1.0) for c in cells]
     best = (score(steps[0], cells[0], 1.0), 0, 1.0)
     for r in steps:
-        a = alpha_of(r, cells[0]) if blend else 1.0
+        a = alpha_of(r, blend_cell) if blend else 1.0
         if not all(score(r, c, a) <= ref_c for c, ref_c in zip(cells[1:], ref[1:])):
             continue
         s = score(r, cells[0], a)
@@ -195,7 +197,7 @@ def analyse(args):
         for i, rule in enumerate(rules):
             picked = []
             for s in images.values():
-                step, a = choose(s, list(rule['cell']), rule.get('blend', True))
+                step, a = choose(s, list(rule['cell']), rule.get('blend', True), rule.get('blend_cell'))
                 r = s[step]
                 picked.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
             picked = np.array(picked)

@@ -208,16 +208,20 @@ class SubImageScore(StepSelector):
     Args:
         cell (int | list[int]): >= 2 each. Default: [2, 4].
         offset (int): first row/column of the cells, in [0, min(cell)). Default: 1.
-        blend (bool): also choose α (on the first cell). Default: True.
+        blend (bool): also choose α. Default: True.
+        blend_cell (int | None): the cell whose score chooses α (one of ``cell``); None: the first.
     """
 
-    def __init__(self, cell=(2, 4), offset=1, blend=True):
+    def __init__(self, cell=(2, 4), offset=1, blend=True, blend_cell=None):
         cells = [cell] if isinstance(cell, int) else list(cell)
         if not cells or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in cells):
             raise ValueError(f'SubImageScore: cell must be an integer >= 2 or a list of them, got {cell!r}')
         if not (isinstance(offset, int) and 0 <= offset < min(cells)):
             raise ValueError(f'SubImageScore: offset must be an integer in [0, {min(cells)}), got {offset!r}')
+        if blend_cell is not None and blend_cell not in cells:
+            raise ValueError(f'SubImageScore: blend_cell {blend_cell!r} is not one of the cells {cells}')
         self.cells, self.offset, self.blend = cells, offset, bool(blend)
+        self.blend_index = 0 if blend_cell is None else cells.index(blend_cell)
         self.net = None
 
     def bind(self, net):
@@ -246,7 +250,7 @@ class SubImageScore(StepSelector):
             change = torch.cat([(p1 - d1).flatten(1), (p2 - d2).flatten(1)], 1)
             terms.append((change, torch.cat([(d2 - d1).flatten(1), (d1 - d2).flatten(1)], 1)))
         ones = torch.ones_like(terms[0][0][:, 0])
-        alpha = _best_alpha(*terms[0]) if self.blend else ones
+        alpha = _best_alpha(*terms[self.blend_index]) if self.blend else ones
         scores = torch.stack([_blend_score(alpha, *t) for t in terms])  # cells,B
         if state['reference'] is None:  # step 0 unblended: the guard's reference
             state['reference'] = torch.stack([_blend_score(ones, *t) for t in terms])

@@ -262,3 +262,17 @@ def test_a_non_finite_step_in_a_batch_is_selected_from_its_replay(setup, monkeyp
     chosen = steps[('img001', rows['img001']['step'])]
     if float(rows['img001']['alpha']) == 1.0:
         assert float(rows['img001']['psnr']) == pytest.approx(float(chosen['psnr']), abs=1e-4)
+
+
+def test_the_blend_weight_can_come_from_another_cell():
+    torch.manual_seed(0)
+    lq = torch.rand(1, 3, 24, 24)
+    steps = [(nn.Identity(), lq), (Constant(0.7), lq * 0 + 0.7)]
+    c1, c2 = [d.double() for d in diagonal_pairs(lq, 4, 1)]
+    change = torch.cat([(0.7 - c1).flatten(), (0.7 - c2).flatten()])
+    gap = torch.cat([(c2 - c1).flatten(), (c1 - c2).flatten()])
+    expected = min(1.0, max(0.0, float((change * gap).sum() / (change**2).sum())))
+    picked = _observe(SubImageScore(cell=[2, 4], blend_cell=4), lq, steps)
+    assert picked.step == 1 and 0 < expected < 1 and picked.alpha == pytest.approx(expected, rel=1e-6)
+    with pytest.raises(ValueError, match='blend_cell'):
+        SubImageScore(cell=[2, 4], blend_cell=3)
