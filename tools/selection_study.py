@@ -11,7 +11,8 @@ once, as ``tools/test.py`` would, and every step is written with what any select
 - per cell c (:func:`lan_basicsr.models.selection.diagonal_pairs`, offset 1): the sums the sub-image score needs,
   ``cc = mean(change²)``, ``cg = mean(change · gap)``, ``gg = mean(gap²)``: score(α) = α² cc - 2 α cg + gg.
 
-``analyse`` evaluates rules offline on that file (every rule on the same adaptations): per variant and dataset, the
+``pick`` prints the ``--cfg-options`` of the rule a criterion declared in advance prefers (:func:`pick`); ``analyse``
+evaluates rules offline on that file (every rule on the same adaptations): per variant and dataset, the
 mean PSNR of step 0, the last step, the best step in hindsight and each rule's choice, and the number of images a rule
 leaves more than 0.05 dB below step 0. The rules are the ones :class:`~lan_basicsr.models.selection.SubImageScore`
 implements (``cell`` list, ``blend``), so what ``analyse`` reports is what ``adapt.select`` does.
@@ -20,6 +21,7 @@ import argparse
 import csv
 import math
 import os
+import sys
 from collections import OrderedDict
 from os import path as osp
 
@@ -50,6 +52,11 @@ def parse_args(argv=None):
     ana.add_argument('csv', nargs='+', help='files written by record')
     ana.add_argument('--rules', nargs='+', default=DEFAULT_RULES, metavar='YAML', help='{cell: [..], blend: ..}')
     ana.add_argument('--out', help='also write the table (markdown) here')
+    pick = sub.add_parser('pick', help='print the --cfg-options of the rule the declared criterion picks')
+    pick.add_argument('csv', nargs='+', help='files written by record')
+    pick.add_argument('--rules', nargs='+', default=DEFAULT_RULES, metavar='YAML', help='the candidates')
+    pick.add_argument('--tolerance', type=float, default=0.05, help='dB below step 0 that counts as worse')
+    pick.add_argument('--share', type=float, default=0.05, help='largest share of images allowed below step 0')
     return parser.parse_args(argv)
 
 
@@ -174,18 +181,38 @@ def choose(steps, cells, blend, blend_cell=None):
     return best[1], best[2]
 
 
-def analyse(args):
-    import numpy as np
+def _load(paths):
     data = OrderedDict()
-    for path in args.csv:
+    for path in paths:
         with open(path, newline='') as f:
             for row in csv.DictReader(f):
                 r = {k: (v if k in ('variant', 'dataset', 'image') else float(v)) for k, v in row.items()}
                 r['step'] = int(r['step'])
                 data.setdefault((r['variant'], r['dataset']), OrderedDict()).setdefault(r['image'], []).append(r)
+    return data
+
+
+def _picked(images, rule):
+    """PSNR of each image's choice under ``rule`` (the blend's exact MSE)."""
+    import numpy as np
+    out = []
+    for s in images.values():
+        step, a = choose(s, list(rule['cell']), rule.get('blend', True), rule.get('blend_cell'))
+        r = s[step]
+        out.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
+    return np.array(out)
+
+
+def _label(rule):
+    return ('/'.join(map(str, rule['cell'])) + ('' if rule.get('blend', True) else ' nb') +
+            (f' a{rule["blend_cell"]}' if rule.get('blend_cell') else ''))
+
+
+def analyse(args):
+    import numpy as np
+    data = _load(args.csv)
     rules = [yaml.safe_load(r) for r in args.rules]
-    head = ['variant', 'dataset', 'n', 'noisy', 'step0', 'last', 'oracle'
-            ] + ['/'.join(map(str, r['cell'])) + ('' if r.get('blend', True) else ' nb') for r in rules]
+    head = ['variant', 'dataset', 'n', 'noisy', 'step0', 'last', 'oracle'] + [_label(r) for r in rules]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     totals = {i: [] for i in range(len(rules))}
     for (variant, dataset), images in data.items():
@@ -195,15 +222,9 @@ def analyse(args):
         oracle = np.mean([max(r['psnr'] for r in s) for s in images.values()])
         cells = []
         for i, rule in enumerate(rules):
-            picked = []
-            for s in images.values():
-                step, a = choose(s, list(rule['cell']), rule.get('blend', True), rule.get('blend_cell'))
-                r = s[step]
-                picked.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
-            picked = np.array(picked)
-            worse = int(np.sum(picked < step0 - 0.05))
+            picked = _picked(images, rule)
             totals[i].append(picked - step0)
-            cells.append(f'{picked.mean():.2f} ({worse})')
+            cells.append(f'{picked.mean():.2f} ({int(np.sum(picked < step0 - 0.05))})')
         lines.append(f'| {variant} | {dataset} | {len(images)} | {noisy:.2f} | {step0.mean():.2f} | {last:.2f} | '
                      f'{oracle:.2f} | ' + ' | '.join(cells) + ' |')
     gains = ['mean gain over step 0, all'] + [f'{np.mean(np.concatenate(totals[i])):+.3f}' for i in range(len(rules))]
@@ -215,9 +236,43 @@ def analyse(args):
             f.write(text + '\n')
 
 
+def pick(args):
+    """The declared criterion (synthetic data only): among the rules whose mean is not below step 0 on any
+    (variant, noise) and that leave at most ``share`` of all images more than ``tolerance`` dB below step 0, the one
+    with the largest mean gain over step 0; if none qualifies, the one with the fewest such images."""
+    import numpy as np
+    data = _load(args.csv)
+    rules = [yaml.safe_load(r) for r in args.rules]
+    scored = []
+    for rule in rules:
+        drops, means = [], []
+        for images in data.values():
+            step0 = np.array([s[0]['psnr'] for s in images.values()])
+            d = _picked(images, rule) - step0
+            drops.append(d)
+            means.append(d.mean())
+        d = np.concatenate(drops)
+        ok = min(means) >= 0 and np.mean(d < -args.tolerance) <= args.share
+        scored.append((ok, float(d.mean()), -int(np.sum(d < -args.tolerance)), rule))
+    qualified = [x for x in scored if x[0]]
+    best = max(qualified, key=lambda x: x[1]) if qualified else max(scored, key=lambda x: x[2])
+    rule = best[3]
+    cfg = [
+        'adapt.select.type=SubImageScore', 'adapt.select.cell=[' + ','.join(map(str, rule['cell'])) + ']',
+        f'adapt.select.blend={rule.get("blend", True)}'
+    ]
+    if rule.get('blend_cell'):
+        cfg.append(f'adapt.select.blend_cell={rule["blend_cell"]}')
+    for ok, gain, worse, r in scored:
+        print(
+            f'{_label(r):>14}: qualifies {ok}, mean gain {gain:+.3f} dB, images > tolerance below step 0: {-worse}',
+            file=sys.stderr)
+    print(' '.join(cfg))
+
+
 def main(argv=None):
     args = parse_args(argv)
-    record(args) if args.command == 'record' else analyse(args)
+    {'record': record, 'analyse': analyse, 'pick': pick}[args.command](args)
 
 
 if __name__ == '__main__':

@@ -57,3 +57,31 @@ def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
     table = tmp_path / 'table.md'
     tool.main(['analyse', out, '--rules', '{cell: [2, 4]}', '--out', str(table)])
     assert '| full | toy | 3 |' in table.read_text()
+
+
+def test_pick_applies_the_declared_criterion(tool, capsys, monkeypatch):
+    # two images, two steps each: step 1 is better on image a, much worse on image b
+    def at(psnr):  # the MSE decomposition of an output with this PSNR (power 0.009, noisy input at 20 dB)
+        return {'psnr': psnr, 'power': 0.009, 'cross': (10**(-psnr / 10) - 0.01 - 0.009) / 2}
+
+    def steps(image, psnr1, cg1):
+        base = {'variant': 'v', 'dataset': 'd', 'image': image, 'mse_noisy': 0.01}
+        cells = {f'c{c}_{k}': 0.0 for c in tool.CELLS for k in ('cc', 'cg', 'gg')}
+        zero = dict(base, **cells)
+        zero.update(step=0, c2_gg=1.0, c4_gg=1.0, **at(30.0))  # score(step 0) = gg = 1 in both cells
+        one = dict(zero)
+        one.update(step=1, c2_cc=1.0, c2_cg=cg1, c4_cc=1.0, c4_cg=0.6, **at(psnr1))  # score 2 - 2 cg
+        return [zero, one]
+
+    data = {('v', 'd'): {'a': steps('a', 31.0, 0.8), 'b': steps('b', 20.0, 0.8)}}
+    monkeypatch.setattr(tool, '_load', lambda paths: data)
+    rules = ['{cell: [2], blend: false}', '{cell: [4], blend: false}']
+    tool.main(['pick', 'x.csv', '--rules', *rules])
+    captured = capsys.readouterr()
+    # both cells score step 1 below step 0 (0.4 and 0.8 < 1) on both images: image b falls 10 dB, the mean falls, both
+    # are disqualified, and the fewest images below step 0 decides: a tie, the first rule
+    assert captured.out.strip().startswith('adapt.select.type=SubImageScore adapt.select.cell=[2]')
+    data[('v', 'd')]['b'][1]['c4_cg'] = -1.0  # cell 4 now rejects step 1 on image b: only it qualifies
+    tool.main(['pick', 'x.csv', '--rules', *rules])
+    assert capsys.readouterr().out.strip() == ('adapt.select.type=SubImageScore adapt.select.cell=[4] '
+                                               'adapt.select.blend=False')
