@@ -12,7 +12,7 @@ from _entry import run
 def parse_args(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('results', nargs='+', metavar='RESULTS_DIR', help='LANModel results folders (results/<name>)')
-    parser.add_argument('--every', type=int, help='compare on every k-th image (image-name order) of each dataset')
+    parser.add_argument('--every', type=int, help='compare on every k-th image (name order) of the smallest run')
     parser.add_argument('--tolerance', type=float, default=0.05, help='dB below step 0 that counts (default 0.05)')
     parser.add_argument('--ours', help='row label (or kind: across, selected) whose goals are printed')
     parser.add_argument('--lan', help='row label of the LAN baseline for the goals (e.g. "LAN + ZS-N2N, k = 20")')

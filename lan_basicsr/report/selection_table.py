@@ -6,9 +6,9 @@ rule's own score among the runs that share the rule's settings ("rule across met
 SSIM, the worst image's PSNR and its worst loss against step 0, and how many images end below step 0, more than
 ``tolerance`` dB below step 0, and below the noisy input.
 
-Runs over different image sets (e.g. another helper's run over all PolyU tiles and a run over every 10th tile) are
-compared on a common subset: ``every=k`` keeps every k-th image of the dataset in image-name order (a fixed choice made
-without looking at any score), and every run must hold all of those images.
+Runs over different image sets (e.g. another helper's run over all PolyU tiles and a run over every 20th tile) are
+compared on the images of the run with the fewest, which every other run must hold; ``every=k`` keeps every k-th of
+those in image-name order (a fixed choice made without looking at any score).
 """
 import json
 import math
@@ -63,7 +63,12 @@ def _label(run):
 
 
 def selection_rows(results, every=None, labels=None):
-    """``OrderedDict{dataset: (images, [SelectionRow, ...])}`` for the results folders (see the module doc)."""
+    """``OrderedDict{dataset: (images, [SelectionRow, ...], reference run name)}`` (see the module doc).
+
+    Per dataset the rows are compared on the images of the run with the fewest (every ``every``-th of them when
+    given); every other run must hold all of those images (a run over a whole set is compared on a subset run's images;
+    the table names the reference run).
+    """
     labels = labels or {}
     runs = [r if isinstance(r, Run) else Run(r, labels.get(osp.basename(osp.normpath(str(r))))) for r in results]
     if not runs:
@@ -72,13 +77,13 @@ def selection_rows(results, every=None, labels=None):
     datasets = list(dict.fromkeys(ds for r in runs for ds in r.datasets))
     for dataset in datasets:
         group = [r for r in runs if dataset in r.scores]
-        images = subset_images(set.intersection(*[set(r.images(dataset)) for r in group]), every)
+        reference = min(group, key=lambda r: len(r.images(dataset)))
+        images = subset_images(reference.images(dataset), every)
         for r in group:
-            wanted = subset_images(r.images(dataset), every)
-            missing = sorted(set(wanted) - set(images))
+            missing = sorted(set(images) - set(r.images(dataset)))
             if missing:
-                raise DataError(f'{dataset}: {r.folder} has image {missing[0]} of the subset but another run lacks it; '
-                                'compare runs over the same images (or a subset all of them hold: --every k)')
+                raise DataError(f'{dataset}: {r.folder} lacks image {missing[0]} of {reference.folder}; compare runs '
+                                'over the same images (or over a subset that every run holds)')
         if not images:
             continue
         rows = []
@@ -131,7 +136,7 @@ def selection_rows(results, every=None, labels=None):
                 ssim.append(picks[k]['ssim'])
                 names.append(run.name)
             rows.append(SelectionRow(f'rule across {len(members)} methods', 'across', psnr, ssim, names))
-        tables[dataset] = (images, rows)
+        tables[dataset] = (images, rows, reference.name)
     return tables
 
 
@@ -142,12 +147,12 @@ def _fmt(value, digits=2):
 def selection_markdown(tables, tolerance=0.05, title=None):
     """Markdown: one table per dataset (see the module doc)."""
     lines = [f'## {title}', ''] if title else []
-    for dataset, (images, rows) in tables.items():
+    for dataset, (images, rows, reference) in tables.items():
         step0 = next(r for r in rows if r.kind == 'step0').psnr
         noisy_row = next((r for r in rows if r.kind == 'noisy'), None)
         noisy = noisy_row.psnr if noisy_row is not None else np.full_like(step0, -np.inf)
         lines += [
-            f'{dataset} ({len(images)} images): PSNR (dB) / SSIM', '',
+            f'{dataset} ({len(images)} images, those of {reference}): PSNR (dB) / SSIM', '',
             f'| | mean PSNR | mean SSIM | worst image | worst vs step 0 | < step 0 | < step 0 - {tolerance:g} | '
             '< noisy |', '|---|---|---|---|---|---|---|---|'
         ]
@@ -164,7 +169,7 @@ def goals(tables, ours, lan=None, tolerance=0.05, share=0.05):
     below step 0, at most ``share`` of the images more than ``tolerance`` dB below step 0, within 0.1 dB of the best
     single run, and the gain over the row labelled ``lan``. Returns ``{dataset: dict}``."""
     out = OrderedDict()
-    for dataset, (images, rows) in tables.items():
+    for dataset, (images, rows, _) in tables.items():
         pick = next((r for r in rows if ours in (r.label, r.kind)), None)
         if pick is None:
             continue

@@ -1,5 +1,6 @@
 """The selection comparison table from results folders: rows, counts, the choice across runs, subsets, goals."""
 import csv
+import os
 from os import path as osp
 
 import numpy as np
@@ -22,6 +23,16 @@ def runs(tmp_path_factory):
         'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001', *SELECT],
         'plain': ['adapt.type=LAN']
     }
+    for key, start in (('sub', 0), ('odd', 1)):  # every 2nd pair, as tools/subset_folder.py makes it: links
+        subset = osp.join(root, f'pairs_{key}')
+        for side in ('lq', 'gt'):
+            os.makedirs(osp.join(subset, side))
+            for name in sorted(os.listdir(osp.join(root, 'pairs', side)))[start::2]:
+                os.symlink(osp.join(root, 'pairs', side, name), osp.join(subset, side, name))
+        cfgs[key] = [
+            'adapt.type=FullTrainable', 'adapt.lr=0.001', f'datasets.test.dataroot_lq={subset}/lq',
+            f'datasets.test.dataroot_gt={subset}/gt'
+        ]
     for key, cfg in cfgs.items():
         test_pipeline(root, argv=['-opt', opt_path, '--cfg-options', f'name=toy_{key}', *cfg])
     return {key: osp.join(root, 'results', f'toy_{key}') for key in cfgs}
@@ -34,7 +45,8 @@ def _csv(folder, name):
 
 def test_rows_counts_and_the_choice_across_runs(runs):
     tables = selection_rows([runs['lan'], runs['full']])
-    images, rows = tables['toy']
+    images, rows, reference = tables['toy']
+    assert reference == 'toy_lan'  # both hold all six images: the first
     assert images == [f'img{i:03d}' for i in range(6)]
     kinds = [r.kind for r in rows]
     assert kinds == ['noisy', 'step0', 'last', 'last', 'best', 'selected', 'selected', 'across']
@@ -63,9 +75,20 @@ def test_rows_counts_and_the_choice_across_runs(runs):
 
 def test_every_kth_image_and_a_run_without_selection(runs):
     assert subset_images(['c', 'a', 'b', 'd'], 2) == ['a', 'c']
-    images, rows = selection_rows([runs['plain'], runs['lan']], every=2)['toy']
+    images, rows, _ = selection_rows([runs['plain'], runs['lan']], every=2)['toy']
     assert images == ['img000', 'img002', 'img004']
     assert [r.kind for r in rows] == ['noisy', 'step0', 'last', 'last', 'best', 'selected']  # one rule: no across row
+
+
+def test_a_run_over_all_images_is_compared_on_a_subset_runs_images(runs):
+    images, rows, reference = selection_rows([runs['full'], runs['sub']])['toy']
+    assert reference == 'toy_sub' and images == ['img000', 'img002', 'img004']
+    full = {r['image']: r for r in _csv(runs['full'], 'per_step.csv') if r['step'] == '3'}
+    assert rows[2].label.startswith('Full-trainable') and np.allclose(
+        rows[2].psnr, [float(full[i]['psnr']) for i in images], atol=1e-6)
+    assert np.allclose(rows[2].psnr, rows[3].psnr, atol=1e-6)  # the same adaptation, run over fewer images
+    with pytest.raises(DataError, match='lacks image img000'):  # the odd images hold none of the even ones
+        selection_rows([runs['sub'], runs['odd']])
 
 
 def test_runs_of_different_networks_are_refused(runs, tmp_path):
