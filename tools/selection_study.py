@@ -125,7 +125,8 @@ def record(args):
         name, _, cfg = variant.partition(':')
         if name in done:
             continue
-        cfg_list = [c for c in cfg.split(',') if c]
+        # the recorder is the loop's only observer: a rule in the option file would be finished unobserved
+        cfg_list = [c for c in cfg.split(',') if c] + ['adapt.select=last']
         opt, _ = parse_options(
             ROOT, is_train=False, argv=['-opt', args.opt, '--cfg-options', f'name=study_{name}', *cfg_list])
         model = build_model(opt)

@@ -10,6 +10,9 @@ adaptation (per_step.csv) is the same with and without it.
 Rules (``SELECT_REGISTRY``):
 
 - ``last``: the last step (the default; no selection files are written).
+- ``SubImageScore`` (the one to use): a held-out score on sub-image pairs, ZS-N2N's diagonal downsampler on cells
+  the loss does not train on, the first cell ranking and coarser cells guarding against spatially correlated noise,
+  with the blend weight α in closed form (see the class).
 - ``PixelBankScore``: a held-out noise-to-noise score. For every pixel p the pixel bank (:mod:`lan_basicsr.losses.
   pixel_bank_loss`) names pixels q outside p's neighbourhood whose patches resemble p's; their mean m_p is a noisy
   estimate of p's clean value whose noise is independent of p's own (for noise correlated over fewer than
@@ -17,7 +20,8 @@ Rules (``SELECT_REGISTRY``):
   clean image: ``E score = MSE(o) + const`` up to the bank's own error and the (small) weight the network gives to
   the bank pixels. The same score ranks the noisy input itself, so with ``blend`` the rule also picks, in closed form,
   the weight α in ``α·output + (1 - α)·noisy`` (α in [0, 1], one per image) that minimises it: "do nothing" is always
-  a candidate.
+  a candidate. For comparison only: in practice the bank's regression to the mean makes it prefer smoother
+  outputs (a synthetic check in docs/selection.md ranked a worse, smoother step first).
 - ``WindowedVariance``: ES-WMV (Wang et al., "Early stopping for untrained neural networks", 2021): the step in
   the middle of the window of ``window`` successive outputs whose variance is smallest; blind to the noisy input.
 

@@ -22,7 +22,8 @@ def tool():
 def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
     from lan_basicsr.test import test_pipeline
     root = str(tmp_path)
-    opt = write_toy_options(root, {'steps': 3, 'lr': 0.05}, num=3)
+    # a rule in the option file: record replaces it by its recorder (the loop's only observer)
+    opt = write_toy_options(root, {'steps': 3, 'lr': 0.05, 'select': {'type': 'SubImageScore', 'cell': [2, 4]}}, num=3)
     out = osp.join(root, 'steps.csv')
     tool.main(['record', '-opt', opt, '--out', out, '--variants', 'full:adapt.type=FullTrainable,adapt.lr=0.001'])
     with open(out, newline='') as f:
