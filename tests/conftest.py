@@ -15,6 +15,16 @@ if ROOT not in sys.path:
 import lan_basicsr  # noqa: E402,F401  (registers everything before tests build from registries)
 
 
+def import_tool(name):
+    """The module of ``tools/<name>.py`` (tools/ on sys.path only while it is imported)."""
+    import importlib
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(osp.join(ROOT, 'tools'))
+
+
 def tiny_dncnn(act_mode='R'):
     """``network_g`` options of the tiny DnCNN the tests train and adapt (a fresh dict: tests may modify it)."""
     return {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': act_mode}

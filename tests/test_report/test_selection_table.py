@@ -5,7 +5,7 @@ from os import path as osp
 
 import numpy as np
 import pytest
-from conftest import ROOT, write_toy_options
+from conftest import import_tool, write_toy_options
 
 from lan_basicsr.report.selection_table import goals, selection_markdown, selection_rows, subset_images
 from lan_basicsr.utils.errors import DataError
@@ -107,13 +107,7 @@ def test_runs_of_different_networks_are_refused(runs, tmp_path):
 
 
 def test_cli(runs, tmp_path, capsys):
-    import importlib
-    import sys
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    try:
-        tool = importlib.import_module('selection_table')
-    finally:
-        sys.path.remove(osp.join(ROOT, 'tools'))
+    tool = import_tool('selection_table')
     out = tmp_path / 'table.md'
     tool.main([runs['lan'], runs['full'], '--ours', 'across', '--out', str(out)])
     assert 'rule across 2 methods' in out.read_text() and '"mean_vs_step0"' in capsys.readouterr().out

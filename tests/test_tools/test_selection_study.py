@@ -1,22 +1,16 @@
 """tools/selection_study.py: its offline rule evaluation picks what adapt.select picks on the same adaptations."""
 import csv
-import importlib
-import sys
 from os import path as osp
 
 import pytest
-from conftest import ROOT, write_toy_options
+from conftest import import_tool, write_toy_options
 
 RULES = [{'cell': [2, 4]}, {'cell': [2, 8], 'blend': False}, {'cell': [2, 4, 8], 'blend_cell': 8}]
 
 
 @pytest.fixture(scope='module')
 def tool():
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    try:
-        return importlib.import_module('selection_study')
-    finally:
-        sys.path.remove(osp.join(ROOT, 'tools'))
+    return import_tool('selection_study')
 
 
 def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
