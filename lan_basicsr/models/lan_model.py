@@ -702,6 +702,10 @@ class LANModel(DenoiseModel):
             lq = lq.contiguous(memory_format=torch.channels_last)
         generators = [torch.Generator().manual_seed(self.adapt_opt['seed'] + index) for _, index, _ in items]
         images = [image for _, _, image in items]
+        if self.selector is not None and self.observer is not self.selector:
+            raise OptionError(f'adapt.select {type(self.selector).__name__}: LANModel.observer was replaced by '
+                              f'{type(self.observer).__name__}, so the rule would choose from no step; set '
+                              'adapt.select=last to observe the loop yourself')
         try:
             if self.observer is not None and hasattr(self.observer, 'start'):
                 self.observer.start(lq)  # the noisy images only; no observer ever sees gt

@@ -276,3 +276,15 @@ def test_the_blend_weight_can_come_from_another_cell():
     assert picked.step == 1 and 0 < expected < 1 and picked.alpha == pytest.approx(expected, rel=1e-6)
     with pytest.raises(ValueError, match='blend_cell'):
         SubImageScore(cell=[2, 4], blend_cell=3)
+
+
+def test_a_replaced_observer_with_a_rule_is_a_one_line_error(setup):  # noqa: F811
+    from basicsr.data import build_dataset
+    from torch.utils.data import default_collate
+    model = run(setup, *SELECT, 'adapt.steps=1', name='observed')
+    data = default_collate([build_dataset(dict(model.opt['datasets']['test']))[0]])
+    model.observer = lambda *args: None
+    with pytest.raises(OptionError, match='observer was replaced by function.*adapt.select=last'):
+        model.adapt_one(data, 0, 'img000')
+    model.observer = model.selector
+    assert model.adapt_one(data, 0, 'img000').selected.step in (0, 1)
