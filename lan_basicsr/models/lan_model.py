@@ -360,7 +360,7 @@ class LANModel(DenoiseModel):
         adapt.update(lr=self.adapter.lr, optim=self.adapter.optim_opt)  # resolved: lr null == the default value
         datasets = {}
         for ds in (self.opt.get('datasets') or {}).values():
-            keep = ('type', 'crop', 'filename_tmpl', 'io_backend')
+            keep = ('type', 'crop', 'filename_tmpl', 'io_backend', 'meta_info_file')
             datasets[ds.get('name')] = {k: v for k, v in ds.items() if k in keep or k.startswith('dataroot')}
         sig = {
             'adapt': adapt,
