@@ -5,38 +5,23 @@ reference kept in memory, new optimiser), then for ``step`` in 0..N-1 compute th
 input, score the network output the loss computed anyway (step ``step``: the state after ``step`` updates), take
 one optimiser step; finally one no-grad forward scored as step N. GT is only ever used for scoring.
 
-Outputs under ``results/<name>/``:
-
-- ``per_step.csv`` (``dataset,image,step,psnr,ssim,loss``): one row per image and step; ``loss`` is the loss
-  computed at that step (empty at step N); psnr/ssim are empty without GT. Rows are sorted by dataset (in test
-  order), image name, step.
-- ``summary.csv`` (``dataset,step,psnr,ssim,images``): means over images at ``adapt.report_steps`` (plus N), also
-  logged as a table.
-- ``visualization/<dataset>/<image>.png``: the final denoised images; with ``adapt.save_offset`` also
-  ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ), float32 CHW.
-- ``adapt_run.json``: the settings that determine the numbers; a rerun with other settings under the same name is
-  refused instead of silently mixing results.
-
-Resume: an image is done when per_step.csv holds its rows for steps 0..N; the same command run again skips done
-images, drops a partially written image and redoes it, so the final file equals an uninterrupted run's.
+Outputs under ``results/<name>/`` (per_step.csv, inputs.csv, summary.csv, adapt_run.json; resume and torchrun
+rules): :mod:`lan_basicsr.models.step_store`. Also ``visualization/<dataset>/<image>.png`` (the final denoised images)
+and, with ``adapt.save_offset``, ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ),
+float32 CHW.
 
 torchrun: rank r adapts images r, r + world_size, ... (each rank on its own, no DDP: adaptation is per image).
-Rank 0 appends to ``per_step.csv``, rank r > 0 to ``per_step.rank<r>.csv``, so no file has two writers. Rank 0
-merges the part files into ``per_step.csv`` before (leftovers of an interrupted run, any world size) and after
-each dataset, and broadcasts the set of done images so that no rank reads a file another one writes.
+Rank 0 merges the ranks' part files before (leftovers of an interrupted run, any world size) and after each
+dataset, and broadcasts the set of done images so that no rank reads a file another one writes.
 
 Non-finite loss (or gradient) at step k: the image's adaptation stops at its last finite state (no update with that
 loss), a warning names the image; the step-k row keeps the non-finite loss, rows k+1..N carry the step-k scores
 with an empty loss, and the saved image is the step-k output. The run goes on with the next image.
 """
-import csv
 import inspect
-import io
-import json
 import math
 import os
 import time
-from collections import OrderedDict
 from concurrent.futures import ThreadPoolExecutor
 from copy import deepcopy
 from os import path as osp
@@ -53,6 +38,8 @@ from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import DataError, OptionError
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
+from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
+                         write_settings, write_summary)
 
 __all__ = ['LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_image', 'build_adapter', 'read_step_csv']
 
@@ -73,8 +60,6 @@ ADAPT_DEFAULTS = {
 _MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset')  # the rest of adapt: goes to the adapter
 _NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
-FIELDS = ('dataset', 'image', 'step', 'psnr', 'ssim', 'loss')
-SUMMARY_FIELDS = ('dataset', 'step', 'psnr', 'ssim', 'images')
 
 
 class AdaptResult(NamedTuple):
@@ -170,151 +155,6 @@ def adapt_image(net, adapter, loss_fn, lq, gt=None, steps=20, generator=None, me
     return AdaptResult(psnrs, ssims, losses, output, x.detach(), stopped_at)
 
 
-# ---------------------------------------------------------------------------------------------------------------------
-# per_step.csv: reading back (resume), writing, merging
-
-
-def _fmt_score(value):
-    return '' if math.isnan(value) else format(value, '.6f')
-
-
-def _fmt_loss(value):
-    return repr(float(value))  # shortest exact form; 'nan' / 'inf' for the step that stopped an image
-
-
-def _image_csv(dataset, image, result, steps):
-    """CSV text of one image's N + 1 rows (loss empty at step N and after a non-finite stop)."""
-    buf = io.StringIO()
-    writer = csv.writer(buf, lineterminator='\n')
-    for step in range(steps + 1):
-        last = steps - 1 if result.stopped_at is None else result.stopped_at
-        loss = _fmt_loss(result.loss[step]) if step <= last else ''
-        writer.writerow([dataset, image, step, _fmt_score(result.psnr[step]), _fmt_score(result.ssim[step]), loss])
-    return buf.getvalue()
-
-
-def read_step_csv(path):
-    """Rows of a per-step CSV grouped by image: ``OrderedDict[(dataset, image)] -> list of row lists``.
-
-    A truncated last line (an interrupted write) is dropped; a file with a foreign header is an OptionError.
-    """
-    groups = OrderedDict()
-    if not osp.isfile(path):
-        return groups
-    with open(path, newline='', encoding='utf-8') as f:
-        text = f.read()
-    if not text:
-        return groups
-    lines = text.split('\n')
-    if lines[-1] != '':  # the last line was cut mid-write
-        lines = lines[:-1]
-    rows = list(csv.reader(lines))
-    if not rows or tuple(rows[0]) != FIELDS:
-        raise OptionError(f'{path}: not a per-step results file (expected header {",".join(FIELDS)}); move it away')
-    for row in rows[1:]:
-        if len(row) != len(FIELDS):
-            continue
-        groups.setdefault((row[0], row[1]), []).append(row)
-    return groups
-
-
-def _complete(rows, steps):
-    return [r[2] for r in rows] == [str(s) for s in range(steps + 1)]
-
-
-def _atomic_write(path, text):
-    tmp = f'{path}.tmp'
-    with open(tmp, 'w', newline='', encoding='utf-8') as f:
-        f.write(text)
-    os.replace(tmp, path)
-
-
-class _StepStore:
-    """The per-step CSV files of one results folder (layout and rules in the module docstring)."""
-
-    def __init__(self, root, rank, steps):
-        self.root = root
-        self.main = osp.join(root, 'per_step.csv')
-        self.own = self.main if rank == 0 else osp.join(root, f'per_step.rank{rank}.csv')
-        self.steps = steps
-
-    def _parts(self):
-        if not osp.isdir(self.root):
-            return []
-        names = [n for n in os.listdir(self.root) if n.startswith('per_step.rank') and n.endswith('.csv')]
-        return [osp.join(self.root, n) for n in sorted(names)]
-
-    def consolidate(self, dataset_order=()):
-        """Rank 0 only: merge part files into per_step.csv, keep only complete images, sort; return the groups."""
-        merged, dropped = OrderedDict(), []
-        for path in [self.main] + self._parts():
-            for key, rows in read_step_csv(path).items():
-                if key in merged:
-                    continue
-                if _complete(rows, self.steps):
-                    merged[key] = rows
-                else:
-                    dropped.append(key)
-        for key in dropped:
-            if key not in merged:
-                get_root_logger().info(f'per_step.csv: {key[0]}/{key[1]} was written incompletely; it is redone')
-        order = list(dict.fromkeys([k[0] for k in merged] + list(dataset_order)))
-        keys = sorted(merged, key=lambda k: (order.index(k[0]), k[1]))
-        buf = io.StringIO()
-        csv.writer(buf, lineterminator='\n').writerow(FIELDS)
-        writer = csv.writer(buf, lineterminator='\n')
-        for key in keys:
-            writer.writerows(merged[key])
-        os.makedirs(self.root, exist_ok=True)
-        _atomic_write(self.main, buf.getvalue())
-        for part in self._parts():
-            os.remove(part)
-        return OrderedDict((k, merged[k]) for k in keys)
-
-    def has_rows(self):
-        """Whether per_step.csv or a part file holds more than a header."""
-        return any(osp.isfile(p) and osp.getsize(p) > len(','.join(FIELDS)) + 1 for p in [self.main] + self._parts())
-
-    def append(self, text):
-        os.makedirs(self.root, exist_ok=True)
-        new = not osp.isfile(self.own) or osp.getsize(self.own) == 0
-        with open(self.own, 'a', newline='', encoding='utf-8') as f:
-            if new:
-                f.write(','.join(FIELDS) + '\n')
-            f.write(text)
-            f.flush()
-            os.fsync(f.fileno())
-
-
-def _mean(values):
-    values = [v for v in values if not math.isnan(v)]
-    return sum(values) / len(values) if values else math.nan
-
-
-def _summarise(groups, report_steps):
-    """Summary rows ``{dataset, step, psnr, ssim, images}`` from per-step groups (dataset order kept)."""
-    by_dataset = OrderedDict()
-    for (dataset, _), rows in groups.items():
-        by_dataset.setdefault(dataset, []).append(rows)
-    summary = []
-    for dataset, images in by_dataset.items():
-        for step in report_steps:
-            rows = [img[step] for img in images if step < len(img)]
-            psnr = _mean([float(r[3]) if r[3] else math.nan for r in rows])
-            ssim = _mean([float(r[4]) if r[4] else math.nan for r in rows])
-            summary.append({'dataset': dataset, 'step': step, 'psnr': psnr, 'ssim': ssim, 'images': len(rows)})
-    return summary
-
-
-def _flatten(value, prefix=''):
-    if isinstance(value, dict):
-        out = {}
-        for k, v in value.items():
-            out.update(_flatten(v, f'{prefix}{k}.'))
-        return out
-    return {prefix[:-1]: value}
-
-
 @MODEL_REGISTRY.register()
 class LANModel(DenoiseModel):
     """Test-time adaptation to every test image (``adapt:`` section), scored at every step; see the module doc.
@@ -368,36 +208,11 @@ class LANModel(DenoiseModel):
             'pretrain_network_g': self.opt['path'].get('pretrain_network_g'),
             'datasets': datasets
         }
-        return json.loads(json.dumps(sig, sort_keys=True, default=str))
+        return sig
 
     def _check_signature(self):
         """Refuse to continue results made with other settings (e.g. --cfg-options adapt.type=... under one name)."""
-        path = osp.join(self.results_root, 'adapt_run.json')
-        if not osp.isfile(path) or not _StepStore(self.results_root, 0, self.steps).has_rows():
-            return
-        with open(path, encoding='utf-8') as f:
-            old = json.load(f)
-        new = self._signature()
-        old_flat = _flatten({k: v for k, v in old.items() if k != 'datasets'})
-        new_flat = _flatten({k: v for k, v in new.items() if k != 'datasets'})
-        for name in set(old.get('datasets', {})) & set(new['datasets']):
-            old_flat.update(_flatten(old['datasets'][name], f'datasets.{name}.'))
-            new_flat.update(_flatten(new['datasets'][name], f'datasets.{name}.'))
-        diff = [k for k in sorted(set(old_flat) | set(new_flat)) if old_flat.get(k) != new_flat.get(k)]
-        if diff:
-            shown = '; '.join(f'{k}: {old_flat.get(k)!r} there, {new_flat.get(k)!r} now' for k in diff[:4])
-            raise OptionError(f'{self.results_root} holds results of a run with other settings ({shown}). Give this '
-                              f'run its own name (--cfg-options name={self.opt["name"]}_<variant>) or move that '
-                              'folder away')
-
-    def _write_signature(self):
-        new = self._signature()
-        path = osp.join(self.results_root, 'adapt_run.json')
-        if osp.isfile(path) and _StepStore(self.results_root, 0, self.steps).has_rows():
-            with open(path, encoding='utf-8') as f:
-                old = json.load(f)
-            new['datasets'] = {**old.get('datasets', {}), **new['datasets']}
-        _atomic_write(path, json.dumps(new, indent=2, sort_keys=True) + '\n')
+        check_settings(self.results_root, self._signature(), self.opt['name'], self.steps)
 
     # -----------------------------------------------------------------------------------------------------------------
     def _broadcast(self, obj):
@@ -416,12 +231,12 @@ class LANModel(DenoiseModel):
         dataset = dataloader.dataset
         dataset_name = dataset.opt['name']
         rank, world_size = self.opt['rank'], self.opt['world_size']
-        store = _StepStore(self.results_root, rank, self.steps)
+        store = StepStore(self.results_root, rank, self.steps)
         logger = get_root_logger()
         done = None
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
-            self._write_signature()
+            write_settings(self.results_root, self._signature(), self.steps)
             groups = store.consolidate([dataset_name])
             done = {image for (ds, image) in groups if ds == dataset_name}
             resumed = [rows for (ds, _), rows in groups.items() if ds == dataset_name and rows[0][3]]
@@ -442,7 +257,7 @@ class LANModel(DenoiseModel):
             disable=rank != 0,
             dynamic_ncols=True)
         if psnr_first:
-            bar.set_postfix_str(f'PSNR {_mean(psnr_first):.2f}->{_mean(psnr_last):.2f}')
+            bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
         for index in indices:
             data = default_collate([dataset[index]])
             image = _image_name(data, index)
@@ -465,11 +280,14 @@ class LANModel(DenoiseModel):
                 os.makedirs(folder, exist_ok=True)
                 np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
                 np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
-            store.append(_image_csv(dataset_name, image, result, self.steps))  # after the image: done = all saved
+            noisy = None
+            if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
+                noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
+            store.append(image_csv(dataset_name, image, result, self.steps), noisy)  # last: done = all saved
             if not math.isnan(result.psnr[0]):
                 psnr_first.append(result.psnr[0])
                 psnr_last.append(result.psnr[-1])
-                bar.set_postfix_str(f'PSNR {_mean(psnr_first):.2f}->{_mean(psnr_last):.2f}')
+                bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
             bar.update(1)
         bar.close()
         if seconds:
@@ -481,8 +299,8 @@ class LANModel(DenoiseModel):
         self.metric_results = {}
         if rank == 0:
             groups = store.consolidate([dataset_name])
-            summary = _summarise(groups, self.report_steps)
-            self._write_summary(summary)
+            summary = summarise(groups, self.report_steps)
+            write_summary(self.results_root, summary)
             rows = [r for r in summary if r['dataset'] == dataset_name]
             self._log_summary(dataset_name, rows)
             last = [r for r in rows if r['step'] == self.steps]
@@ -500,14 +318,6 @@ class LANModel(DenoiseModel):
         gt = data['gt'].to(self.device) if 'gt' in data else None
         generator = torch.Generator().manual_seed(self.adapt_opt['seed'] + index)
         return adapt_image(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generator, self.metrics_opt, image)
-
-    def _write_summary(self, summary):
-        buf = io.StringIO()
-        writer = csv.writer(buf, lineterminator='\n')
-        writer.writerow(SUMMARY_FIELDS)
-        for r in summary:
-            writer.writerow([r['dataset'], r['step'], _fmt_score(r['psnr']), _fmt_score(r['ssim']), r['images']])
-        _atomic_write(osp.join(self.results_root, 'summary.csv'), buf.getvalue())
 
     def _log_summary(self, dataset_name, rows):
         head = (f'{self.adapt_opt["type"]} + {self.adapt_opt["loss"]["type"]} on {dataset_name} '

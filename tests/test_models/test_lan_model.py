@@ -154,6 +154,22 @@ def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
     assert read(setup, 'cut', file='summary.csv') == read(setup, 'full', file='summary.csv')
     run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='cut')  # nothing left: no image adapted, nothing duplicated
     assert calls == ['img002', 'img003'] and read(setup, 'cut') == read(setup, 'full')
+    assert read(setup, 'cut', file='inputs.csv') == read(setup, 'full', file='inputs.csv')
+
+
+def test_inputs_csv_scores_the_noisy_inputs(setup):
+    """inputs.csv: one row per image, the noisy input scored against GT as the steps are (official scoring)."""
+    from lan_basicsr.metrics import score_images
+    model = run(setup)
+    rows = results(setup, file='inputs.csv')
+    assert list(rows[0]) == ['dataset', 'image', 'psnr', 'ssim']
+    assert [r['image'] for r in rows] == [f'img{i:03d}' for i in range(NUM)]
+    dataset = _dataset(model)
+    for i, row in enumerate(rows):
+        item = dataset[i]
+        expected = score_images(item['lq'][None], item['gt'][None], model.metrics_opt)
+        assert row['psnr'] == format(expected['psnr'], '.6f') and row['ssim'] == format(expected['ssim'], '.6f')
+    assert {r['image'] for r in results(setup)} == {r['image'] for r in rows}
 
 
 def test_ranks_write_separate_files_merged_like_one_process(setup, monkeypatch):
@@ -171,6 +187,8 @@ def test_ranks_write_separate_files_merged_like_one_process(setup, monkeypatch):
     assert not osp.isfile(part)
     assert read(setup, 'two') == read(setup, 'single')
     assert read(setup, 'two', file='summary.csv') == read(setup, 'single', file='summary.csv')
+    assert read(setup, 'two', file='inputs.csv') == read(setup, 'single', file='inputs.csv')
+    assert not osp.isfile(osp.join(folder, 'inputs.rank1.csv'))
 
 
 def test_non_finite_loss_stops_that_image_only(setup, monkeypatch, caplog):
@@ -211,6 +229,7 @@ def test_no_gt_adapts_and_saves(setup):
     summary = results(setup, 'nogt', file='summary.csv')
     assert summary[-1]['psnr'] == '' and summary[-1]['images'] == str(NUM)
     assert len(os.listdir(osp.join(setup.root, 'results', 'nogt', 'visualization', 'toy'))) == NUM
+    assert not osp.isfile(osp.join(setup.root, 'results', 'nogt', 'inputs.csv'))  # nothing to score against
 
 
 def test_cfg_options_switch_method_and_loss(setup):
