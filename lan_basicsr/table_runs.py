@@ -1,0 +1,204 @@
+"""The runs behind a results table: one ``tools/test.py`` run per method (and per loss), started as subprocesses,
+optionally under torchrun, and reused when they have finished with the same settings.
+
+An option file lists its rows in a ``table:`` section (``demo.methods``, the demo's older form, works too)::
+
+    table:
+      steps: [0, 5, 10, 20]                    # the table's columns (default: the runs' report steps)
+      losses:                                  # optional: a column group per loss, a run per method and loss
+        - {key: zsn2n, label: ZS-N2N, cfg_options: {adapt.loss.type: ZSN2NLoss}}
+        - {key: nbr2nbr, label: Nbr2Nbr, cfg_options: {adapt.loss.type: Nbr2NbrLoss}}
+      methods:                                 # a list, or a mapping key -> entry (merges under _base_)
+        pretrained: {label: Pretrained, cfg_options: {adapt.steps: 0}, per_loss: false}
+        lan: {label: LAN, cfg_options: {adapt.type: LAN}}
+        meta: ~                                # a null entry removes an inherited method
+
+Run ``<name>_<method>[_<loss>]`` is ``tools/test.py -opt OPT --cfg-options name=<run> <method's cfg_options>
+<loss's cfg_options> <the user's --cfg-options>`` and writes ``results/<run>/``. When it exits cleanly,
+``results/<run>/table_run.json`` records its command line and a digest of the merged option file; a later call with
+the same record skips the run without starting it (anything else starts it, and LANModel resumes from the images
+already adapted, or refuses a folder made with other settings).
+"""
+import hashlib
+import json
+import os
+import shlex
+import subprocess
+import sys
+import time
+from os import path as osp
+from typing import NamedTuple, Optional
+
+from basicsr.utils import get_root_logger
+
+from lan_basicsr.utils.errors import OptionError
+
+__all__ = [
+    'TableRun', 'table_section', 'table_runs', 'cli_value', 'test_args', 'run_command', 'options_digest', 'run_tables'
+]
+
+RECORD_FILE = 'table_run.json'
+
+
+class TableRun(NamedTuple):
+    """One run of a table: its results folder name, method and loss keys, row label and ``--cfg-options``."""
+    name: str
+    method: str
+    loss: Optional[str]
+    label: str
+    cfg_options: dict
+
+
+def cli_value(value):
+    """A YAML value as mmengine's ``--cfg-options`` parser reads it back (lists as ``[a,b]``, None as ``None``)."""
+    if isinstance(value, (list, tuple)):
+        return '[' + ','.join(cli_value(v) for v in value) + ']'
+    return 'None' if value is None else str(value)
+
+
+def _entries(value, where):
+    """``[(key, entry)]`` of a list of ``{key, ...}`` or of a mapping ``key -> entry`` (null entries dropped)."""
+    if isinstance(value, dict):
+        items = [(k, v) for k, v in value.items() if v is not None]
+        for k, v in items:
+            if not isinstance(v, dict):
+                raise OptionError(f'{where}.{k}: expected a mapping {{label, cfg_options}}, got {v!r}')
+        return [(str(k), v) for k, v in items]
+    if isinstance(value, list):
+        out = []
+        for i, v in enumerate(value):
+            if not (isinstance(v, dict) and isinstance(v.get('key'), str)):
+                raise OptionError(f'{where}[{i}]: expected {{key: str, label: str, cfg_options: {{...}}}}, got {v!r}')
+            out.append((v['key'], v))
+        return out
+    raise OptionError(f'{where}: expected a list of {{key, label, cfg_options}} entries or a mapping, got {value!r}')
+
+
+def table_section(opt):
+    """``(section, where)``: the option file's ``table`` section, else ``demo`` (the demo's ``methods`` list)."""
+    for where in ('table', 'demo'):
+        if isinstance(opt.get(where), dict) and opt[where].get('methods'):
+            return opt[where], where
+    raise OptionError('the option file has no table.methods (or demo.methods): nothing to run')
+
+
+def table_runs(opt, name, methods=None, losses=None):
+    """The :class:`TableRun` list of an option dict, in row order (loss by loss within a method).
+
+    ``methods`` / ``losses``: keep only these keys (unknown keys are an OptionError listing the known ones).
+    """
+    section, where = table_section(opt)
+    method_entries = _entries(section['methods'], f'{where}.methods')
+    loss_entries = _entries(section['losses'], f'{where}.losses') if section.get('losses') else []
+    for what, entries, only in (('methods', method_entries, methods), ('losses', loss_entries, losses)):
+        keys = [k for k, _ in entries]
+        if len(set(keys)) != len(keys):
+            raise OptionError(f'{where}.{what}: a key is listed twice ({", ".join(keys)})')
+        for k, e in entries:
+            if not isinstance(e.get('cfg_options', {}), dict):
+                raise OptionError(f'{where}.{what}.{k}.cfg_options: expected a mapping, got {e["cfg_options"]!r}')
+        unknown = sorted(set(only or ()) - set(keys))
+        if unknown:
+            raise OptionError(f'--{what}: unknown key(s) {", ".join(unknown)}; {where}.{what} has '
+                              f'{", ".join(keys) or "none"}')
+    runs = []
+    for key, entry in method_entries:
+        if methods and key not in methods:
+            continue
+        label = entry.get('label', key)
+        base = dict(entry.get('cfg_options') or {})
+        if not loss_entries or entry.get('per_loss', True) is False:
+            runs.append(TableRun(f'{name}_{key}', key, None, label, base))
+            continue
+        for loss_key, loss in loss_entries:
+            if losses and loss_key not in losses:
+                continue
+            runs.append(
+                TableRun(f'{name}_{key}_{loss_key}', key, loss_key, label, {
+                    **loss.get('cfg_options', {}),
+                    **base
+                }))
+    if not runs:
+        raise OptionError(f'{where}: no run left after --methods / --losses')
+    return runs
+
+
+def test_args(opt_rel, run, user_options=None):
+    """``tools/test.py`` and its arguments for ``run`` (what determines its numbers; the launcher does not)."""
+    overrides = [f'name={run.name}'] + [f'{k}={cli_value(v)}' for k, v in run.cfg_options.items()]
+    overrides += [f'{k}={cli_value(v)}' for k, v in (user_options or {}).items()]
+    return ['tools/test.py', '-opt', opt_rel, '--cfg-options'] + overrides
+
+
+def run_command(opt_rel, run, user_options=None, nproc_per_node=1, torchrun_args=()):
+    """The argument list that runs ``run`` from the repository root: ``python tools/test.py ...``, or under torchrun
+    (``--standalone`` unless ``torchrun_args`` give the rendezvous) with ``--launcher pytorch`` when sharded."""
+    args = test_args(opt_rel, run, user_options)
+    if nproc_per_node <= 1 and not torchrun_args:
+        return [sys.executable] + args
+    torchrun = ['-m', 'torch.distributed.run', f'--nproc_per_node={nproc_per_node}']
+    torchrun += list(torchrun_args) if torchrun_args else ['--standalone']
+    return [sys.executable] + torchrun + args + ['--launcher', 'pytorch']
+
+
+def options_digest(opt):
+    """sha256 of the option dict without its ``table`` / ``demo`` sections (labels do not change the numbers)."""
+    body = {k: v for k, v in opt.items() if k not in ('table', 'demo')}
+    return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
+
+
+def _finished(folder, key, digest):
+    """The record of a run that finished with this command and option digest, else None."""
+    path = osp.join(folder, RECORD_FILE)
+    if not osp.isfile(path) or not osp.isfile(osp.join(folder, 'summary.csv')):
+        return None
+    try:
+        with open(path, encoding='utf-8') as f:
+            record = json.load(f)
+    except (OSError, ValueError):
+        return None
+    return record if record.get('command') == key and record.get('options_sha256') == digest else None
+
+
+def run_tables(runs,
+               opt_rel,
+               root,
+               digest,
+               user_options=None,
+               nproc_per_node=1,
+               torchrun_args=(),
+               capture=True,
+               log=None):
+    """Run (or reuse) every run in order from ``root``; return ``[{run, seconds, reused}]``.
+
+    ``capture``: keep each run's output and show its last lines only if it fails (else it streams to the console).
+    A failing run stops everything (SystemExit with its exit status). ``seconds``: the wall time of the call that
+    finished the run.
+    """
+    log = log or get_root_logger().info
+    env = dict(os.environ, PYTHONUNBUFFERED='1')
+    done = []
+    for i, run in enumerate(runs, 1):
+        key = test_args(opt_rel, run, user_options)
+        cmd = run_command(opt_rel, run, user_options, nproc_per_node, torchrun_args)
+        folder = osp.join(root, 'results', run.name)
+        record = _finished(folder, key, digest)
+        if record is not None:
+            log(f'[{i}/{len(runs)}] {run.name}: finished earlier ({record.get("seconds", 0):.0f} s), reused')
+            done.append({'run': run, 'seconds': record.get('seconds', 0.0), 'reused': True})
+            continue
+        log(f'[{i}/{len(runs)}] {run.name}: ' + ' '.join(shlex.quote(c) for c in ['python'] + cmd[1:]))
+        start = time.time()
+        out = dict(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) if capture else {}
+        proc = subprocess.run(cmd, cwd=root, env=env, **out)
+        seconds = time.time() - start
+        if proc.returncode != 0:
+            if capture:
+                log('\n'.join(proc.stderr.strip().splitlines()[-15:]))
+            raise SystemExit(proc.returncode)
+        os.makedirs(folder, exist_ok=True)
+        with open(osp.join(folder, RECORD_FILE), 'w', encoding='utf-8') as f:
+            json.dump({'command': key, 'options_sha256': digest, 'seconds': round(seconds, 1)}, f, indent=2)
+        log(f'      done in {seconds:.0f} s -> results/{run.name}/')
+        done.append({'run': run, 'seconds': seconds, 'reused': False})
+    return done
