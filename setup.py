@@ -22,6 +22,10 @@ def get_version():
     return scope['__version__']
 
 
+# Verified with 0.4.2 (architecture list and descriptor API); the permissive main package only, never the
+# non-commercial spandrel_extra_arches.
+SPANDREL = 'spandrel>=0.4.2,<0.5; python_version >= "3.10"'
+
 setup(
     name='lan_basicsr',
     version=get_version(),
@@ -32,6 +36,10 @@ setup(
     include_package_data=True,
     python_requires='>=3.8',
     install_requires=read_requirements(),
-    extras_require={'dev': ['pytest', 'flake8', 'isort', 'yapf']},
+    extras_require={
+        # Checkpoints of other architectures (network_g type SpandrelNet); spandrel needs Python >= 3.10.
+        'spandrel': [SPANDREL],
+        'dev': ['pytest', 'flake8', 'isort', 'yapf', SPANDREL],
+    },
     license='Apache-2.0',
     zip_safe=False)

@@ -1,23 +1,25 @@
 """The runs behind a results table: one ``tools/test.py`` run per method (and per loss), started as subprocesses,
-optionally under torchrun, and reused when they have finished with the same settings.
+optionally under torchrun, reused when they finished with the same settings, then one report of all of them.
+``tools/run_table.py`` and ``tools/demo.py`` are thin wrappers.
 
-An option file lists its rows in a ``table:`` section (``demo.methods``, the demo's older form, works too)::
+An option file lists its rows in a ``table:`` section (``demo.methods``, the demo's list, works too)::
 
     table:
-      steps: [0, 5, 10, 20]                    # the table's columns (default: the runs' report steps)
+      title: ...                               # the report page's title
+      steps: [0, 5, 10, 20]                    # Table 1's columns (default: the runs' report steps)
       losses:                                  # optional: a column group per loss, a run per method and loss
         - {key: zsn2n, label: ZS-N2N, cfg_options: {adapt.loss.type: ZSN2NLoss}}
         - {key: nbr2nbr, label: Nbr2Nbr, cfg_options: {adapt.loss.type: Nbr2NbrLoss}}
-      methods:                                 # a list, or a mapping key -> entry (merges under _base_)
+      methods:                                 # a list of {key, ...}, or a mapping key -> entry (merges under _base_)
         pretrained: {label: Pretrained, cfg_options: {adapt.steps: 0}, per_loss: false}
         lan: {label: LAN, cfg_options: {adapt.type: LAN}}
         meta: ~                                # a null entry removes an inherited method
 
-Run ``<name>_<method>[_<loss>]`` is ``tools/test.py -opt OPT --cfg-options name=<run> <method's cfg_options>
-<loss's cfg_options> <the user's --cfg-options>`` and writes ``results/<run>/``. When it exits cleanly,
-``results/<run>/table_run.json`` records its command line and a digest of the merged option file; a later call with
-the same record skips the run without starting it (anything else starts it, and LANModel resumes from the images
-already adapted, or refuses a folder made with other settings).
+Run ``<name>_<method>[_<loss>]`` is ``tools/test.py -opt OPT --cfg-options name=<run> <the loss's cfg_options>
+<the method's cfg_options> <the user's --cfg-options>`` (later keys win) and writes ``results/<run>/``. When it exits
+cleanly, ``results/<run>/table_run.json`` records its arguments and a digest of the option file (its ``_base_`` files
+merged; ``table``/``demo`` left out); a later call with the same record skips the run without starting it. Anything
+else starts it, and LANModel resumes from the images already adapted, or refuses a folder made with other settings.
 """
 import hashlib
 import json
@@ -34,7 +36,8 @@ from basicsr.utils import get_root_logger
 from lan_basicsr.utils.errors import OptionError
 
 __all__ = [
-    'TableRun', 'table_section', 'table_runs', 'cli_value', 'test_args', 'run_command', 'options_digest', 'run_tables'
+    'TableRun', 'RECORD_FILE', 'table_section', 'table_runs', 'cli_value', 'test_args', 'run_command', 'options_digest',
+    'run_tables', 'write_report'
 ]
 
 RECORD_FILE = 'table_run.json'
@@ -50,20 +53,27 @@ class TableRun(NamedTuple):
 
 
 def cli_value(value):
-    """A YAML value as mmengine's ``--cfg-options`` parser reads it back (lists as ``[a,b]``, None as ``None``)."""
+    """A YAML value as tools/test.py's ``--cfg-options`` reads it back (a string that would read as something else
+    is quoted; lists as ``[a,b]``; None as ``None``)."""
+    from lan_basicsr.utils.options import parse_cli_value
     if isinstance(value, (list, tuple)):
         return '[' + ','.join(cli_value(v) for v in value) + ']'
-    return 'None' if value is None else str(value)
+    if value is None:
+        return 'None'
+    text = str(value)
+    if isinstance(value, str) and parse_cli_value(text) != value:
+        return f'"{text}"'
+    return text
 
 
 def _entries(value, where):
     """``[(key, entry)]`` of a list of ``{key, ...}`` or of a mapping ``key -> entry`` (null entries dropped)."""
     if isinstance(value, dict):
-        items = [(k, v) for k, v in value.items() if v is not None]
+        items = [(str(k), v) for k, v in value.items() if v is not None]
         for k, v in items:
             if not isinstance(v, dict):
                 raise OptionError(f'{where}.{k}: expected a mapping {{label, cfg_options}}, got {v!r}')
-        return [(str(k), v) for k, v in items]
+        return items
     if isinstance(value, list):
         out = []
         for i, v in enumerate(value):
@@ -95,7 +105,7 @@ def table_runs(opt, name, methods=None, losses=None):
         if len(set(keys)) != len(keys):
             raise OptionError(f'{where}.{what}: a key is listed twice ({", ".join(keys)})')
         for k, e in entries:
-            if not isinstance(e.get('cfg_options', {}), dict):
+            if not isinstance(e.get('cfg_options') or {}, dict):
                 raise OptionError(f'{where}.{what}.{k}.cfg_options: expected a mapping, got {e["cfg_options"]!r}')
         unknown = sorted(set(only or ()) - set(keys))
         if unknown:
@@ -106,28 +116,27 @@ def table_runs(opt, name, methods=None, losses=None):
         if methods and key not in methods:
             continue
         label = entry.get('label', key)
-        base = dict(entry.get('cfg_options') or {})
+        own = dict(entry.get('cfg_options') or {})
         if not loss_entries or entry.get('per_loss', True) is False:
-            runs.append(TableRun(f'{name}_{key}', key, None, label, base))
+            runs.append(TableRun(f'{name}_{key}', key, None, label, own))
             continue
         for loss_key, loss in loss_entries:
-            if losses and loss_key not in losses:
-                continue
-            runs.append(
-                TableRun(f'{name}_{key}_{loss_key}', key, loss_key, label, {
-                    **loss.get('cfg_options', {}),
-                    **base
-                }))
+            if not losses or loss_key in losses:
+                options = {**(loss.get('cfg_options') or {}), **own}
+                runs.append(TableRun(f'{name}_{key}_{loss_key}', key, loss_key, label, options))
     if not runs:
         raise OptionError(f'{where}: no run left after --methods / --losses')
     return runs
 
 
 def test_args(opt_rel, run, user_options=None):
-    """``tools/test.py`` and its arguments for ``run`` (what determines its numbers; the launcher does not)."""
+    """``tools/test.py`` and its arguments for ``run`` (what decides its numbers; the launcher does not)."""
     overrides = [f'name={run.name}'] + [f'{k}={cli_value(v)}' for k, v in run.cfg_options.items()]
-    overrides += [f'{k}={cli_value(v)}' for k, v in (user_options or {}).items()]
+    overrides += [f'{k}={cli_value(v)}' for k, v in (user_options or {}).items() if k != 'name']
     return ['tools/test.py', '-opt', opt_rel, '--cfg-options'] + overrides
+
+
+test_args.__test__ = False  # a helper, not a pytest test
 
 
 def run_command(opt_rel, run, user_options=None, nproc_per_node=1, torchrun_args=()):
@@ -142,13 +151,13 @@ def run_command(opt_rel, run, user_options=None, nproc_per_node=1, torchrun_args
 
 
 def options_digest(opt):
-    """sha256 of the option dict without its ``table`` / ``demo`` sections (labels do not change the numbers)."""
+    """sha256 of an option dict without its ``table`` / ``demo`` sections (labels do not change the numbers)."""
     body = {k: v for k, v in opt.items() if k not in ('table', 'demo')}
     return hashlib.sha256(json.dumps(body, sort_keys=True, default=str).encode()).hexdigest()
 
 
-def _finished(folder, key, digest):
-    """The record of a run that finished with this command and option digest, else None."""
+def _finished(folder, args, digest):
+    """The record of a run that finished with these arguments and option digest, else None."""
     path = osp.join(folder, RECORD_FILE)
     if not osp.isfile(path) or not osp.isfile(osp.join(folder, 'summary.csv')):
         return None
@@ -157,48 +166,72 @@ def _finished(folder, key, digest):
             record = json.load(f)
     except (OSError, ValueError):
         return None
-    return record if record.get('command') == key and record.get('options_sha256') == digest else None
+    return record if record.get('args') == args and record.get('options_sha256') == digest else None
 
 
 def run_tables(runs,
                opt_rel,
-               root,
+               repo,
+               results,
                digest,
                user_options=None,
                nproc_per_node=1,
                torchrun_args=(),
                capture=True,
                log=None):
-    """Run (or reuse) every run in order from ``root``; return ``[{run, seconds, reused}]``.
+    """Run (or reuse) every run in order; return ``[{run, seconds, reused}]``.
 
+    Runs start in ``repo`` (where the option files' relative paths point) and write ``results/<run>/``.
     ``capture``: keep each run's output and show its last lines only if it fails (else it streams to the console).
-    A failing run stops everything (SystemExit with its exit status). ``seconds``: the wall time of the call that
-    finished the run.
+    A run's one-line error (exit status 2) becomes an OptionError naming the run; another failure stops everything
+    (SystemExit with its status). ``seconds``: the wall time of the call that finished the run.
     """
     log = log or get_root_logger().info
     env = dict(os.environ, PYTHONUNBUFFERED='1')
     done = []
     for i, run in enumerate(runs, 1):
-        key = test_args(opt_rel, run, user_options)
+        args = test_args(opt_rel, run, user_options)
         cmd = run_command(opt_rel, run, user_options, nproc_per_node, torchrun_args)
-        folder = osp.join(root, 'results', run.name)
-        record = _finished(folder, key, digest)
+        shown = ' '.join(shlex.quote(c) for c in ['python'] + cmd[1:])
+        folder = osp.join(results, run.name)
+        record = _finished(folder, args, digest)
         if record is not None:
-            log(f'[{i}/{len(runs)}] {run.name}: finished earlier ({record.get("seconds", 0):.0f} s), reused')
-            done.append({'run': run, 'seconds': record.get('seconds', 0.0), 'reused': True})
+            log(f'[{i}/{len(runs)}] {run.label} ({run.name}): finished earlier in {record.get("seconds", 0):.0f} s, '
+                'reused')
+            done.append({'run': run, 'seconds': float(record.get('seconds', 0.0)), 'reused': True})
             continue
-        log(f'[{i}/{len(runs)}] {run.name}: ' + ' '.join(shlex.quote(c) for c in ['python'] + cmd[1:]))
+        log(f'[{i}/{len(runs)}] {run.label} ({run.name}): {shown}')
         start = time.time()
         out = dict(stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True) if capture else {}
-        proc = subprocess.run(cmd, cwd=root, env=env, **out)
+        proc = subprocess.run(cmd, cwd=repo, env=env, **out)
         seconds = time.time() - start
         if proc.returncode != 0:
+            stderr = (proc.stderr or '') if capture else ''
+            errors = [ln for ln in stderr.splitlines() if ln.startswith('error: ')]
+            if proc.returncode == 2 and (errors or not capture):
+                detail = errors[-1][7:] if errors else 'see its error above'
+                raise OptionError(f'run {run.name} ({shown}): {detail}')
             if capture:
-                log('\n'.join(proc.stderr.strip().splitlines()[-15:]))
+                log('\n'.join(stderr.strip().splitlines()[-15:]))
             raise SystemExit(proc.returncode)
         os.makedirs(folder, exist_ok=True)
         with open(osp.join(folder, RECORD_FILE), 'w', encoding='utf-8') as f:
-            json.dump({'command': key, 'options_sha256': digest, 'seconds': round(seconds, 1)}, f, indent=2)
-        log(f'      done in {seconds:.0f} s -> results/{run.name}/')
+            json.dump({'args': args, 'options_sha256': digest, 'seconds': round(seconds, 1)}, f, indent=2)
+        log(f'      done in {seconds:.0f} s -> {osp.relpath(folder)}/')
         done.append({'run': run, 'seconds': seconds, 'reused': False})
     return done
+
+
+def write_report(name, runs, results, steps=None, title=None):
+    """The report of the runs' folders (``lan_basicsr.report``: Table 1, figures, index.html) under
+    ``results/<name>_report/``, rows labelled as the runs are; the table is also ``results/<name>_table.md``.
+    Returns ``(table markdown, {file: path})``."""
+    from lan_basicsr.report import build_report
+    folders = [osp.join(results, r.name) for r in runs]
+    labels = {r.name: r.label for r in runs}
+    paths = build_report(folders, osp.join(results, f'{name}_report'), labels=labels, steps=steps, title=title)
+    with open(paths['table1.md'], encoding='utf-8') as f:
+        table = f.read()
+    with open(osp.join(results, f'{name}_table.md'), 'w', encoding='utf-8') as f:
+        f.write(table)
+    return table, paths

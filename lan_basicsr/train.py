@@ -5,11 +5,14 @@ the GPU-only ``init_dist`` and loads resume states onto CUDA):
 - options come from :func:`lan_basicsr.utils.options.parse_options` (safe YAML, ``_base_``, ``--cfg-options``);
 - a resumed run skips the batches its epoch already consumed and restores every rank's RNG streams, so its
   losses and final weights equal an uninterrupted run's (exact with ``num_worker_per_gpu: 0``);
-- training states are written atomically and loaded with ``weights_only=True`` on the model's device.
+- training states are written atomically and loaded with ``weights_only=True`` on the model's device;
+- ``experiments/<name>/`` has one writer (the job holds its lock, :mod:`lan_basicsr.utils.job_lock`) and a start
+  that fails leaves nothing behind.
 """
 import datetime
 import logging
 import math
+import os
 import time
 from os import path as osp
 
@@ -22,7 +25,9 @@ from basicsr.utils import (AvgTimer, MessageLogger, get_env_info, get_root_logge
                            make_exp_dirs, mkdir_and_rename, scandir)
 from basicsr.utils.options import dict2str
 
-from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.data.channels import match_network_channels
+from lan_basicsr.utils.errors import CheckpointError, OptionError
+from lan_basicsr.utils.job_lock import job_folder
 from lan_basicsr.utils.options import parse_options
 
 __all__ = ['train_pipeline', 'ResumableSampler', 'find_resume_state']
@@ -64,10 +69,15 @@ def find_resume_state(opt):
 
 
 def _load_resume_state(path):
+    from lan_basicsr.utils.checkpoint import describe_load_error
     try:
-        return torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as e:  # corrupt or foreign file: say which
-        raise OptionError(f'{path}: cannot read training state ({type(e).__name__}: {e})') from None
+        state = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as e:  # corrupt, foreign or unsafe file: say which, in one line
+        raise CheckpointError(f'{path}: cannot read the training state ({describe_load_error(e)})') from None
+    if not isinstance(state, dict) or 'iter' not in state:
+        raise CheckpointError(f'{path}: not a training state of tools/train.py (no "iter" entry); use a file from '
+                              'experiments/<name>/training_states/')
+    return state
 
 
 def _load_networks_of_iter(opt, resume_iter, logger):
@@ -117,12 +127,19 @@ def _create_dataloaders(opt, logger):
 def train_pipeline(root_path, argv=None):
     opt, args = parse_options(root_path, is_train=True, argv=argv)
     torch.backends.cudnn.benchmark = True
+    with job_folder(opt['path']['experiments_root'], opt):
+        return _train(opt, root_path)
 
+
+def _train(opt, root_path):
     resume_path = find_resume_state(opt)
     if resume_path is None:
         make_exp_dirs(opt)
         if opt['logger'].get('use_tb_logger') and opt['rank'] == 0:
             mkdir_and_rename(osp.join(root_path, 'tb_logger', opt['name']))
+    elif opt['rank'] == 0:  # resuming from a state given in path.resume_state into a new experiment folder
+        for key in ('experiments_root', 'models', 'training_states', 'visualization'):
+            os.makedirs(opt['path'][key], exist_ok=True)
     if opt['dist']:
         torch.distributed.barrier()  # rank 0 created the experiment folders
     log_file = osp.join(opt['path']['log'], f"train_{opt['name']}_{get_time_str()}.log")
@@ -145,6 +162,7 @@ def train_pipeline(root_path, argv=None):
         opt['path']['resume_state'] = resume_path
         _load_networks_of_iter(opt, resume_state['iter'], logger)
     model = build_model(opt)
+    match_network_channels(model.get_bare_model(model.net_g), [train_loader.dataset] + [v.dataset for v in val_loaders])
     if resume_state is not None:
         model.resume_training(resume_state)
         current_iter = resume_state['iter']

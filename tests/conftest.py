@@ -48,3 +48,66 @@ def _one_thread():
     torch.set_num_threads(1)
     yield
     torch.set_num_threads(threads)
+
+
+REPORT_STEPS = 3
+
+
+def make_report_runs(root, gray=False):
+    """Tiny LANModel runs on one paired folder (4 images): LAN and FullTrainable (3 steps) and the pretrained network
+    (0 steps), with every picture a report uses (save_offset, save_compare) and a declared training noise; returns
+    ``{key: results folder}`` (keys lan, full, pre). ``gray``: a grey network and data, LAN only."""
+    import yaml
+
+    from lan_basicsr.archs.dncnn_arch import DnCNN
+    from lan_basicsr.test import test_pipeline
+    pairs = make_paired_folder(osp.join(root, 'pairs'), num=4, size=(24, 32))
+    torch.manual_seed(0)
+    net = tiny_dncnn()
+    if gray:
+        net.update(in_nc=1, out_nc=1)
+    ckpt = osp.join(root, 'net.pth')
+    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
+    opt = {
+        '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
+        'num_gpu': 0,
+        'network_g': net,
+        'path': {
+            'pretrain_network_g': ckpt
+        },
+        'adapt': {
+            'steps': REPORT_STEPS,
+            'report_steps': [0, 2],
+            'save_offset': True,
+            'save_compare': True,
+            'lr': 0.05
+        },
+        'report': {
+            'train_noise': {
+                'type': 'GaussianNoise',
+                'sigma': 20
+            }
+        },
+        'datasets': {
+            'test': {
+                'name': 'toy',
+                'type': 'PairedNoisyDataset',
+                'dataroot_lq': f'{pairs}/lq',
+                'dataroot_gt': f'{pairs}/gt'
+            }
+        },
+    }
+    opt_path = osp.join(root, 'toy.yml')
+    with open(opt_path, 'w') as f:
+        yaml.safe_dump(opt, f)
+    runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001'], 'pre': ['adapt.steps=0']}
+    if gray:
+        runs = {'lan': runs['lan']}
+    for key, cfg in runs.items():
+        test_pipeline(root, argv=['-opt', opt_path, '--cfg-options', f'name=toy_{key}', *cfg])
+    return {key: osp.join(root, 'results', f'toy_{key}') for key in runs}
+
+
+@pytest.fixture(scope='session')
+def report_runs(tmp_path_factory):
+    return make_report_runs(str(tmp_path_factory.mktemp('report_runs')))

@@ -1,7 +1,10 @@
 """The runs of a results table: rows from the table: section (lists, mappings merged under _base_, null entries
 removed), command lines, and reuse of finished runs. Runs execute in-process through the real test pipeline."""
+import importlib
 import json
+import os
 import subprocess
+import sys
 from os import path as osp
 from types import SimpleNamespace
 
@@ -11,7 +14,7 @@ import yaml
 from conftest import ROOT, make_paired_folder, tiny_dncnn
 
 from lan_basicsr.archs.dncnn_arch import DnCNN
-from lan_basicsr.table_runs import options_digest, run_command, run_tables, table_runs
+from lan_basicsr.table_runs import options_digest, run_command, run_tables, table_runs, write_report
 from lan_basicsr.test import test_pipeline as pipeline
 from lan_basicsr.utils.errors import OptionError
 from lan_basicsr.utils.options import load_config
@@ -142,6 +145,7 @@ def toy(tmp_path, monkeypatch):
         'table': {
             'losses': [{
                 'key': 'z',
+                'label': 'ZS-N2N',
                 'cfg_options': {
                     'adapt.loss.type': 'ZSN2NLoss'
                 }
@@ -153,12 +157,14 @@ def toy(tmp_path, monkeypatch):
             }],
             'methods': {
                 'pre': {
+                    'label': 'Pretrained',
                     'cfg_options': {
                         'adapt.steps': 0
                     },
                     'per_loss': False
                 },
                 'lan': {
+                    'label': 'LAN',
                     'cfg_options': {
                         'adapt.type': 'LAN'
                     }
@@ -167,13 +173,15 @@ def toy(tmp_path, monkeypatch):
         }
     }
     opt_path = tmp_path / 'toy.yml'
-    opt_path.write_text(yaml.safe_dump(opt))
+    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))  # keeps the row order
     calls = []
 
     def fake_run(cmd, cwd, env, **kw):
         calls.append(cmd)
-        if 'fail' in ' '.join(cmd):
-            return SimpleNamespace(returncode=3, stderr='boom\n')
+        if 'fail=3' in cmd:
+            return SimpleNamespace(returncode=3, stderr='Traceback\nboom\n')
+        if 'fail=2' in cmd:
+            return SimpleNamespace(returncode=2, stderr='error: datasets.test: something to fix\n')
         pipeline(str(tmp_path), argv=cmd[cmd.index('tools/test.py') + 1:])
         return SimpleNamespace(returncode=0, stderr='')
 
@@ -181,30 +189,67 @@ def toy(tmp_path, monkeypatch):
     loaded = load_config(str(opt_path))
     return SimpleNamespace(
         root=str(tmp_path),
+        results=str(tmp_path / 'results'),
         opt=str(opt_path),
         calls=calls,
         runs=table_runs(loaded, 'toy'),
         digest=options_digest(loaded))
 
 
+def quiet(line):
+    pass
+
+
 def test_runs_are_made_then_reused(toy):
-    done = run_tables(toy.runs, toy.opt, toy.root, toy.digest, {'num_gpu': 0}, log=lambda line: None)
+    done = run_tables(toy.runs, toy.opt, toy.root, toy.results, toy.digest, {'num_gpu': 0}, log=quiet)
     assert [d['reused'] for d in done] == [False] * 3 and len(toy.calls) == 3
-    summary = open(osp.join(toy.root, 'results', 'toy_lan_n', 'summary.csv')).read().splitlines()
+    summary = open(osp.join(toy.results, 'toy_lan_n', 'summary.csv')).read().splitlines()
     assert summary[0] == 'dataset,step,psnr,ssim,images' and summary[-1].startswith('toy,2,')
-    record = json.load(open(osp.join(toy.root, 'results', 'toy_pre', 'table_run.json')))
-    assert record['command'][-2:] == ['adapt.steps=0', 'num_gpu=0'] and record['options_sha256'] == toy.digest
-    again = run_tables(toy.runs, toy.opt, toy.root, toy.digest, {'num_gpu': 0}, log=lambda line: None)
+    record = json.load(open(osp.join(toy.results, 'toy_pre', 'table_run.json')))
+    assert record['args'][-2:] == ['adapt.steps=0', 'num_gpu=0'] and record['options_sha256'] == toy.digest
+    again = run_tables(toy.runs, toy.opt, toy.root, toy.results, toy.digest, {'num_gpu': 0}, log=quiet)
     assert [d['reused'] for d in again] == [True] * 3 and len(toy.calls) == 3  # nothing started
     # sharding does not change the numbers: the record is reused; another option file digest is run again (resumes)
-    run_tables(toy.runs[:1], toy.opt, toy.root, toy.digest, {'num_gpu': 0}, nproc_per_node=2, log=lambda line: None)
+    run_tables(toy.runs[:1], toy.opt, toy.root, toy.results, toy.digest, {'num_gpu': 0}, nproc_per_node=2, log=quiet)
     assert len(toy.calls) == 3
-    run_tables(toy.runs[:1], toy.opt, toy.root, 'other', {'num_gpu': 0}, log=lambda line: None)
+    run_tables(toy.runs[:1], toy.opt, toy.root, toy.results, 'other', {'num_gpu': 0}, log=quiet)
     assert len(toy.calls) == 4
+    # the report: Table 1 of the run folders, a row per method, the loss as column groups
+    from lan_basicsr.report import table1
+    table, paths = write_report('toy', toy.runs, toy.results, steps=[0, 2])
+    labels = {r.name: r.label for r in toy.runs}
+    assert table == table1([osp.join(toy.results, r.name) for r in toy.runs], [0, 2], labels).markdown()
+    rows = [line.split(' | ')[0] for line in table.splitlines() if line.startswith('| ') and ' --- ' not in line]
+    assert '| Pretrained' in rows and '| LAN' in rows and len(rows) == 3  # header, Pretrained, LAN
+    assert open(osp.join(toy.results, 'toy_table.md')).read() == table and osp.isfile(paths['index.html'])
 
 
-def test_a_failing_run_stops_with_its_status(toy):
+def test_failing_runs(toy):
     lines = []
     with pytest.raises(SystemExit) as exc:
-        run_tables(toy.runs, toy.opt, toy.root, toy.digest, {'fail': 1}, log=lines.append)
-    assert exc.value.code == 3 and lines[-1] == 'boom' and len(toy.calls) == 1
+        run_tables(toy.runs, toy.opt, toy.root, toy.results, toy.digest, {'fail': 3}, log=lines.append)
+    assert exc.value.code == 3 and lines[-1] == 'Traceback\nboom' and len(toy.calls) == 1
+    with pytest.raises(OptionError, match=r'run toy_pre \(python tools/test.py .*\): datasets.test: something to fix'):
+        run_tables(toy.runs, toy.opt, toy.root, toy.results, toy.digest, {'fail': 2}, log=quiet)
+
+
+def test_run_table_tool(toy, monkeypatch, capsys):
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        tool = importlib.import_module('run_table')
+    finally:
+        sys.path.remove(osp.join(ROOT, 'tools'))
+    monkeypatch.setattr(tool, 'ROOT', toy.root)
+    runs = tool.main(['-opt', toy.opt, '--dry-run', '--methods', 'lan', '--nproc-per-node', '2'])
+    assert [r.name for r in runs] == ['toy_lan_z', 'toy_lan_n'] and not toy.calls
+    assert 'torch.distributed.run --nproc_per_node=2 --standalone tools/test.py' in capsys.readouterr().out
+    tool.main(['-opt', toy.opt, '--losses', 'z', '--cfg-options', 'num_gpu=0', 'name=renamed'])
+    assert sorted(n for n in os.listdir(toy.results) if not n.startswith('.')) == [
+        'renamed_lan_z', 'renamed_pre', 'renamed_report', 'renamed_runs.csv', 'renamed_table.md'
+    ]
+    out = capsys.readouterr().out
+    assert '| Pretrained |' in out and 'renamed_report/index.html' in out
+    lines = open(osp.join(toy.results, 'renamed_runs.csv')).read().splitlines()
+    assert lines[0] == 'run,method,loss,seconds,reused' and lines[2].startswith('renamed_lan_z,lan,z,')
+    with pytest.raises(OptionError, match=r'table.methods.pre.per_loss'):
+        tool.main(['-opt', toy.opt, '--cfg-options', 'table.methods.pre.per_loss=maybe'])

@@ -14,16 +14,19 @@ from _entry import run
 import lan_basicsr  # noqa: F401  (compat shim before basicsr)
 from lan_basicsr.data.prepare_util import prepare_paired_folder, scan_pairs
 from lan_basicsr.utils.errors import DataError
+from lan_basicsr.utils.options import LANArgumentParser, add_debug_argument
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = LANArgumentParser(
+        prog='tools/prepare_nam.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--src', required=True, help='folder with *_real / *_mean images')
     parser.add_argument('--dst', required=True, help='output folder; lq/ and gt/ are created in it (must be empty)')
     parser.add_argument('--tile-size', type=int, default=0, help='tile side; 0 = whole images (default)')
     parser.add_argument('--workers', type=int, default=1, help='worker processes (default: 1 = serial)')
     parser.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default: 1)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_debug_argument(parser)
     return parser.parse_args(argv)
 
 

@@ -28,10 +28,12 @@ import lan_basicsr  # noqa: F401  (compat shim before basicsr)
 from lan_basicsr.data.prepare_util import (prepare_crops_lmdb, prepare_paired_folder, scan_pairs, select_cameras,
                                            split_holdout, write_camera_lists)
 from lan_basicsr.utils.errors import DataError
+from lan_basicsr.utils.options import LANArgumentParser, add_debug_argument
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = LANArgumentParser(
+        prog='tools/prepare_polyu.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument(
         '--src', required=True, help='PolyU root (with OriginalImages/ and CroppedImages/) or an image folder')
     parser.add_argument('--dst', required=True, help='output folder; lq/ and gt/ are created in it (must be empty)')
@@ -56,6 +58,7 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=4, help='worker processes (default: 4; 1 = serial)')
     parser.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default: 1)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.val_per_camera < 0 or (args.every is not None and args.every < 1):
         parser.error('--val-per-camera must be >= 0 and --every >= 1')

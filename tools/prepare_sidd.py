@@ -19,10 +19,12 @@ from _entry import run
 import lan_basicsr  # noqa: F401  (compat shim before basicsr)
 from lan_basicsr.data.prepare_util import prepare_sidd_lmdb, prepare_sidd_val, scan_sidd
 from lan_basicsr.utils.errors import DataError
+from lan_basicsr.utils.options import LANArgumentParser, add_debug_argument
 
 
 def parse_args(argv=None):
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = LANArgumentParser(
+        prog='tools/prepare_sidd.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--src', help='SIDD-Medium sRGB Data folder (scanned recursively)')
     parser.add_argument('--dst', required=True, help='output folder (train/ and val/ are created in it)')
     parser.add_argument('--crop-size', type=int, default=512, help='crop side (default: 512)')
@@ -39,6 +41,7 @@ def parse_args(argv=None):
     parser.add_argument('--workers', type=int, default=4, help='worker processes for cropping (default: 4)')
     parser.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default: 1)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.val_dir:
         args.val_noisy = args.val_noisy or osp.join(args.val_dir, 'ValidationNoisyBlocksSrgb.mat')

@@ -11,19 +11,19 @@ report (Table 1 as Markdown and CSV, figures, index.html) goes to ``results/<nam
 """
 import argparse
 import csv
-import logging
 import shlex
 import time
 from os import path as osp
 
-from _entry import ROOT, run
+from _entry import REPO, ROOT, run
 
 import lan_basicsr  # noqa: F401  (compat shim before basicsr)
 
 
 def parse_args(argv=None):
-    from mmengine.config import DictAction
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    from lan_basicsr.utils.options import CfgOptionsAction, LANArgumentParser, add_debug_argument
+    parser = LANArgumentParser(
+        prog='tools/run_table.py', description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', required=True, help='option file with a table: section')
     parser.add_argument('--methods', nargs='+', metavar='KEY', help='only these table.methods keys')
     parser.add_argument('--losses', nargs='+', metavar='KEY', help='only these table.losses keys')
@@ -31,81 +31,74 @@ def parse_args(argv=None):
     parser.add_argument(
         '--torchrun-args',
         default='',
-        help='extra torchrun arguments, e.g. "--nnodes=2 --node_rank=0 '
-        '--master_addr=HOST --master_port=29500" (replaces --standalone)')
+        help='torchrun rendezvous arguments instead of --standalone, e.g. "--nnodes=2 --node_rank=0 '
+        '--master_addr=HOST --master_port=29500"')
     parser.add_argument(
         '--cfg-options',
         nargs='+',
-        action=DictAction,
+        action=CfgOptionsAction,
         default=None,
         metavar='KEY=VALUE',
-        help='overrides for every run, e.g. num_gpu=0')
+        help='overrides for every run, e.g. num_gpu=0 (values verbatim, as tools/test.py takes them; name= renames '
+        'the table)')
     parser.add_argument('--dry-run', action='store_true', help='print the runs\' commands and stop')
-    parser.add_argument('--no-report', action='store_true', help='run only; no report')
+    parser.add_argument('--no-report', action='store_true', help='run only; make the report later (a second call)')
+    add_debug_argument(parser)
     args = parser.parse_args(argv)
     if args.nproc_per_node < 1:
         parser.error('--nproc-per-node must be >= 1')
     return args
 
 
-def write_report(name, runs, results, steps=None, title=None):
-    """The report of the runs' folders (``lan_basicsr.report``) under ``results/<name>_report/``; the table is also
-    ``results/<name>_table.md``. Returns (table markdown, paths)."""
-    from lan_basicsr.report import build_report
-    folders = [osp.join(results, r.name) for r in runs]
-    labels = {r.name: r.label for r in runs}
-    paths = build_report(folders, osp.join(results, f'{name}_report'), labels=labels, steps=steps, title=title)
-    with open(paths['table1.md'], encoding='utf-8') as f:
-        table = f.read()
-    with open(osp.join(results, f'{name}_table.md'), 'w', encoding='utf-8') as f:
-        f.write(table)
-    return table, paths
-
-
 def main(argv=None):
-    from basicsr.utils import get_root_logger
-
-    from lan_basicsr.table_runs import options_digest, run_command, run_tables, table_runs, table_section
-    from lan_basicsr.utils.options import load_config, merge_cfg_options
+    from lan_basicsr.table_runs import options_digest, run_command, run_tables, table_runs, table_section, write_report
+    from lan_basicsr.utils.job_lock import job_folder
+    from lan_basicsr.utils.option_schema import TOOL_SECTIONS, OptionContext
+    from lan_basicsr.utils.options import OptionSources, load_config, merge_cfg_options
     args = parse_args(argv)
-    get_root_logger(logger_name='basicsr', log_level=logging.INFO)
-    opt_path = osp.abspath(args.opt) if osp.isfile(args.opt) else osp.join(ROOT, args.opt)
-    opt = load_config(opt_path)
-    name = merge_cfg_options(opt, args.cfg_options).get('name') or osp.splitext(osp.basename(opt_path))[0]
-    user = {k: v for k, v in (args.cfg_options or {}).items() if k != 'name'}  # name= renames the table's runs
+    opt_path = osp.abspath(args.opt) if osp.isfile(args.opt) else osp.join(REPO, args.opt)
+    sources = OptionSources(args.opt)
+    file_opt = load_config(opt_path, sources)
+    opt = merge_cfg_options(file_opt, args.cfg_options)
+    sources.record_cli(args.cfg_options)
+    section, where = table_section(opt)
+    TOOL_SECTIONS[where].check(section, (where, ), OptionContext(opt, sources=sources))
+    name = opt.get('name') or osp.splitext(osp.basename(opt_path))[0]
     runs = table_runs(opt, name, args.methods, args.losses)
-    section, _ = table_section(opt)
-    opt_rel = osp.relpath(opt_path, ROOT)
+    opt_rel = osp.relpath(opt_path, REPO) if opt_path.startswith(osp.join(REPO, '')) else opt_path
     torchrun_args = shlex.split(args.torchrun_args)
     if args.dry_run:
         for r in runs:
-            cmd = run_command(opt_rel, r, user, args.nproc_per_node, torchrun_args)
+            cmd = run_command(opt_rel, r, args.cfg_options, args.nproc_per_node, torchrun_args)
             print(' '.join(shlex.quote(c) for c in ['python'] + cmd[1:]))
         return runs
-    start = time.time()
-    done = run_tables(
-        runs,
-        opt_rel,
-        ROOT,
-        options_digest(opt),
-        user,
-        args.nproc_per_node,
-        torchrun_args,
-        capture=False,
-        log=lambda line: print(line, flush=True))
     results = osp.join(ROOT, 'results')
-    with open(osp.join(results, f'{name}_runs.csv'), 'w', newline='', encoding='utf-8') as f:
-        writer = csv.writer(f, lineterminator='\n')
-        writer.writerow(['run', 'method', 'loss', 'seconds', 'reused'])
-        for d in done:
-            writer.writerow([d['run'].name, d['run'].method, d['run'].loss or '', f'{d["seconds"]:.1f}', d['reused']])
-    print(
-        f'runs: {time.time() - start:.0f} s now, {sum(d["seconds"] for d in done):.0f} s in all '
-        f'(results/{name}_runs.csv)',
-        flush=True)
-    if args.no_report:
-        return runs
-    table, paths = write_report(name, runs, results, section.get('steps'), section.get('title'))
+    with job_folder(osp.join(results, name), {}):  # the table's own outputs (runs.csv): one writer
+        start = time.time()
+        done = run_tables(
+            runs,
+            opt_rel,
+            REPO,
+            results,
+            options_digest(file_opt),
+            args.cfg_options,
+            args.nproc_per_node,
+            torchrun_args,
+            capture=False,
+            log=lambda line: print(line, flush=True))
+        with open(osp.join(results, f'{name}_runs.csv'), 'w', newline='', encoding='utf-8') as f:
+            writer = csv.writer(f, lineterminator='\n')
+            writer.writerow(['run', 'method', 'loss', 'seconds', 'reused'])
+            for d in done:
+                r = d['run']
+                writer.writerow([r.name, r.method, r.loss or '', f'{d["seconds"]:.1f}', d['reused']])
+        print(
+            f'runs: {time.time() - start:.0f} s this call; {sum(d["seconds"] for d in done):.0f} s of runs in all '
+            f'(results/{name}_runs.csv)',
+            flush=True)
+        if args.no_report:
+            return runs
+        table, paths = write_report(name, runs, results, section.get('steps'), section.get('title'))
     print('\n' + table)
     print(f'Report: {osp.relpath(paths["index.html"], ROOT)}; this table: results/{name}_table.md', flush=True)
     return runs

@@ -5,11 +5,13 @@ new image (new optimiser, trainable tensors back to their reference values), ``a
 the network sees, ``trainable_parameters()`` what the optimiser updates. LANModel drives the loop; the adapters
 only decide *what* moves and from *where* it starts.
 """
+import math
 from copy import deepcopy
 
 import torch
 
 from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.option_schema import Number, TorchOptimizer, check_optimizer_arguments
 
 __all__ = ['BaseAdapter', 'build_optimizer']
 
@@ -27,10 +29,10 @@ def build_optimizer(params, lr, optim=None, where='adapt.optim'):
     optim_cls = getattr(torch.optim, str(optim_type), None)
     if not (isinstance(optim_cls, type) and issubclass(optim_cls, torch.optim.Optimizer)):
         raise OptionError(f'{where}.type: "{optim_type}" is not a torch.optim optimiser (e.g. Adam, AdamW, SGD)')
-    try:
-        return optim_cls(params, lr=lr, **optim)
-    except TypeError as e:
-        raise OptionError(f'{where}: invalid arguments for torch.optim.{optim_type} ({e})') from None
+    problem = check_optimizer_arguments(optim_cls, lr, optim)  # torch's checks on a dummy tensor: one-line error
+    if problem:
+        raise OptionError(f'{where}: torch.optim.{optim_type} rejects these arguments ({problem})')
+    return optim_cls(params, lr=lr, **optim)
 
 
 class BaseAdapter:
@@ -44,12 +46,18 @@ class BaseAdapter:
     """
 
     default_lr = None
+    # value rules of the constructor arguments, checked with the options before anything is built (option_schema)
+    option_values = {
+        'lr': Number(gt=0, null=True),
+        'optim': TorchOptimizer(lr='refused', default_type='Adam', null=True),
+    }
 
     def __init__(self, net, lr=None, optim=None):
         self.net = net
-        self.lr = float(self.default_lr if lr is None else lr)
-        if not self.lr > 0:
-            raise OptionError(f'adapt.lr: must be > 0, got {self.lr}')
+        lr = self.default_lr if lr is None else lr
+        if isinstance(lr, bool) or not isinstance(lr, (int, float)) or not math.isfinite(lr) or not lr > 0:
+            raise OptionError(f'adapt.lr: expected a finite number > 0, got {lr!r}')
+        self.lr = float(lr)
         self.optim_opt = dict(optim or {'type': 'Adam'})
         build_optimizer([torch.zeros(1, requires_grad=True)], self.lr, self.optim_opt)  # fail early on bad options
         self.optimizer = None

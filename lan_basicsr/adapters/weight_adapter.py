@@ -8,6 +8,7 @@ import torch
 from basicsr.utils import get_root_logger
 
 from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.option_schema import CheckpointPath, Str
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY
 from .base_adapter import BaseAdapter
 
@@ -57,6 +58,7 @@ class NetworkAdapter(BaseAdapter):
     """
 
     default_lr = 5e-6
+    option_values = {'init_path': CheckpointPath(), 'param_key': Str(null=True)}
 
     def __init__(self, net, lr=None, optim=None, init_path=None, param_key=None):
         super().__init__(net, lr=lr, optim=optim)
@@ -103,6 +105,7 @@ class _LayerAdapter(NetworkAdapter):
     """Only one layer is trained: found automatically in forward order, or named with ``layer``."""
 
     position = None  # 0: first, -1: last
+    option_values = {'layer': Str(null=True)}
 
     def __init__(self, net, lr=None, optim=None, init_path=None, param_key=None, layer=None):
         super().__init__(net, lr=lr, optim=optim, init_path=init_path, param_key=param_key)

@@ -1,9 +1,16 @@
 """Shared helpers of the datasets: image decoding with defined conversions, option/path checks, LMDB checks, crops.
 
 Conversions (every dataset): images are decoded as stored (``cv2.IMREAD_UNCHANGED``, so EXIF orientation is ignored
-like the official ``torchvision.io.read_image``), then made float32 RGB in [0, 1]:
-8-bit / 255, 16-bit / 65535; grayscale is replicated to three channels; an alpha channel is dropped.
-Other sample types (float, 32-bit) are rejected with a :class:`DataError` naming the file.
+like the official ``torchvision.io.read_image``), then made float32 in [0, 1] (8-bit / 255, 16-bit / 65535) with the
+channels of the dataset's ``color`` mode:
+
+- ``rgb`` (3 channels): colour is reordered BGR -> RGB, grayscale is replicated to three channels.
+- ``gray`` (1 channel): grayscale is kept as stored; colour is converted with OpenCV's
+  ``cv2.cvtColor(COLOR_BGR2GRAY)`` (Y = 0.299 R + 0.587 G + 0.114 B, rounded to the stored integer type, as a grey
+  PNG written from that conversion would hold), before the division.
+
+An alpha channel is dropped in both modes. Other sample types (float, 32-bit) are rejected with a
+:class:`DataError` naming the file.
 """
 import re
 from os import path as osp
@@ -15,15 +22,44 @@ from basicsr.data.transforms import augment, paired_random_crop
 from basicsr.utils import scandir
 
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import Bool, Int, ListOf, OneOf, Section, Str, TrainOnly
 
 __all__ = [
-    'IMG_EXTENSIONS', 'decode_raw', 'decode_image', 'read_file_bytes', 'read_image_file', 'option_where',
-    'require_path', 'list_images', 'paired_paths_from_folders', 'read_name_list', 'paired_paths_from_list',
-    'read_lmdb_meta_info', 'check_lmdb_keys', 'paired_keys_from_lmdbs', 'fixed_crop', 'parse_crop_opt',
-    'train_crop_augment', 'load_image'
+    'IMG_EXTENSIONS', 'COLOR_CHANNELS', 'parse_color', 'ColorMode', 'decode_raw', 'decode_image', 'read_file_bytes',
+    'read_image_file', 'option_where', 'require_path', 'list_images', 'paired_paths_from_folders', 'read_name_list',
+    'paired_paths_from_list', 'read_lmdb_meta_info', 'check_lmdb_keys', 'paired_keys_from_lmdbs', 'fixed_crop',
+    'parse_crop_opt', 'train_crop_augment', 'load_image', 'CROP_OPTION', 'FILENAME_TMPL_OPTION', 'COLOR_OPTION',
+    'TRAIN_AUGMENT_OPTIONS'
 ]
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
+COLOR_CHANNELS = {'gray': 1, 'rgb': 3}
+
+
+def parse_color(opt):
+    """A dataset's ``color`` option: ``'gray'``, ``'rgb'`` or None (unset: taken from the network, else rgb)."""
+    color = opt.get('color')
+    if color is not None and color not in COLOR_CHANNELS:
+        raise OptionError(f'{option_where(opt, "color")}: expected gray or rgb (or unset: the network\'s input '
+                          f'channels decide), got {color!r}')
+    return color
+
+
+class ColorMode:
+    """Mixin of the image datasets: the ``color`` option (``gray`` | ``rgb``) and the channels it delivers.
+
+    ``color_option`` is the option as given (None when unset); ``color`` is the mode in use: the option, or the
+    network's mode once :func:`lan_basicsr.data.channels.match_network_channels` has set it, else ``rgb``.
+    """
+
+    def init_color(self, opt):
+        self.color_option = parse_color(opt)
+        self.color = self.color_option or 'rgb'
+
+    @property
+    def channels(self):
+        """Channels of the delivered images: 1 (gray) or 3 (rgb)."""
+        return COLOR_CHANNELS[self.color]
 
 
 def decode_raw(buf, name):
@@ -43,30 +79,29 @@ def decode_raw(buf, name):
     return img
 
 
-def decode_image(buf, name):
-    """Decode encoded image bytes to float32 RGB HWC in [0, 1] (conversions in the module docstring).
+def decode_image(buf, name, color='rgb'):
+    """Decode encoded image bytes to float32 HWC in [0, 1]: RGB (``color='rgb'``) or one grey channel (``'gray'``).
 
-    ``name`` (a path or LMDB key) is only used in error messages.
+    Conversions in the module docstring; ``name`` (a path or LMDB key) is only used in error messages.
     """
     img = decode_raw(buf, name)
-    if img.dtype == np.uint8:
-        img = img.astype(np.float32) / 255.
-    elif img.dtype == np.uint16:
-        img = img.astype(np.float32) / 65535.
-    else:
+    if img.dtype not in (np.uint8, np.uint16):
         raise DataError(f'{name}: unsupported sample type {img.dtype} (expected 8- or 16-bit images)')
     if img.ndim == 2:
         img = img[..., None]
     channels = img.shape[2]
-    if channels == 1:
-        img = np.repeat(img, 3, axis=2)
-    elif channels == 2:  # gray + alpha
-        img = np.repeat(img[..., :1], 3, axis=2)
-    elif channels in (3, 4):
-        img = np.ascontiguousarray(img[..., 2::-1])  # BGR(A) -> RGB, alpha dropped
-    else:
+    if channels not in (1, 2, 3, 4):
         raise DataError(f'{name}: unsupported number of channels {channels}')
-    return img
+    if channels <= 2:  # gray (+ alpha)
+        img = img[..., :1]
+        if color == 'rgb':
+            img = np.repeat(img, 3, axis=2)
+    elif color == 'gray':
+        img = cv2.cvtColor(img[..., :3], cv2.COLOR_BGR2GRAY)[..., None]  # alpha dropped
+    else:
+        img = img[..., 2::-1]  # BGR(A) -> RGB, alpha dropped
+    scale = 255. if img.dtype == np.uint8 else 65535.
+    return np.ascontiguousarray(img, dtype=np.float32) / np.float32(scale)
 
 
 def read_file_bytes(path):
@@ -78,9 +113,9 @@ def read_file_bytes(path):
         raise DataError(f'{path}: cannot read the file ({e.strerror or e})') from None
 
 
-def read_image_file(path):
+def read_image_file(path, color='rgb'):
     """Read and decode an image file (see :func:`decode_image`); a missing file is a :class:`DataError`."""
-    return decode_image(read_file_bytes(path), path)
+    return decode_image(read_file_bytes(path), path, color)
 
 
 def option_where(opt, key):
@@ -222,6 +257,21 @@ def paired_keys_from_lmdbs(lq_path, gt_path):
     return sorted(gt_meta), lq_meta, gt_meta
 
 
+# Option specs shared by the datasets' ``option_keys`` (see lan_basicsr.utils.option_schema).
+CROP_OPTION = Section(
+    {
+        'size': OneOf(Int(ge=1), ListOf(Int(ge=1), length=2), what='a positive int or [H, W]'),
+        'position': Str(choices=('top_left', 'center')),
+    },
+    required=('size', ),
+    null=True,
+    what='{size: S or [H, W], position: top_left | center}')
+# the keys of train_crop_augment (random crop, flips, rotations): training datasets only
+TRAIN_AUGMENT_OPTIONS = {'gt_size': TrainOnly(Int(ge=1)), 'use_hflip': TrainOnly(Bool()), 'use_rot': TrainOnly(Bool())}
+COLOR_OPTION = Str(choices=tuple(COLOR_CHANNELS), null=True)  # null: the network's input channels decide
+FILENAME_TMPL_OPTION = Str(check=lambda v: None if '{}' in v else f'"{v}" has no {{}} for the GT file stem')
+
+
 def parse_crop_opt(crop, where):
     """Validate a ``crop: {size: S | [H, W], position: top_left | center}`` option; ``None`` means no crop."""
     if crop is None:
@@ -262,17 +312,18 @@ def train_crop_augment(gt, lq, opt, name):
     return gt, lq
 
 
-def load_image(file_client, path, client_key, meta=None):
+def load_image(file_client, path, client_key, meta=None, color='rgb'):
     """Read ``path`` (file path or LMDB key) through a BasicSR FileClient and decode it; errors name the file/key.
 
-    ``meta`` (``{key: (h, w, c)}`` from meta_info.txt) makes an LMDB image whose size disagrees a DataError.
+    ``meta`` (``{key: (h, w, c)}`` from meta_info.txt) makes an LMDB image whose size disagrees a DataError;
+    ``color`` is ``'rgb'`` or ``'gray'`` (see :func:`decode_image`).
     """
     try:
         buf = file_client.get(path, client_key)
     except OSError as e:
         raise DataError(f'{path}: cannot read the file ({e.strerror or e})') from None
     name = path if meta is None else f'LMDB key "{path}" ({client_key})'
-    img = decode_image(buf, name)
+    img = decode_image(buf, name, color)
     if meta is not None and tuple(meta[path][:2]) != img.shape[:2]:
         raise DataError(f'{name}: meta_info.txt says {meta[path][0]}x{meta[path][1]}, the stored image is '
                         f'{img.shape[0]}x{img.shape[1]}; rebuild the LMDB')

@@ -6,21 +6,25 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from .data_util import (check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
-                        read_lmdb_meta_info, require_path)
+from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath
+from .data_util import (COLOR_OPTION, CROP_OPTION, ColorMode, check_lmdb_keys, fixed_crop, list_images, load_image,
+                        option_where, parse_crop_opt, read_lmdb_meta_info, require_path)
 
 __all__ = ['NoisyImageDataset']
 
 
 @DATASET_REGISTRY.register()
-class NoisyImageDataset(data.Dataset):
+class NoisyImageDataset(ColorMode, data.Dataset):
     """Noisy images only: items ``{'lq', 'lq_path', 'name'}`` (no ``'gt'``: metrics are skipped).
 
     Options:
         dataroot_lq (str): a folder of images (recursive) or an ``.lmdb`` folder (``io_backend: {type: lmdb}``).
         io_backend (dict): ``{type: disk}`` (default) or ``{type: lmdb}``.
         crop (dict, optional): fixed crop ``{size: 256, position: top_left | center}``; omitted: full images.
+        color (str, optional): ``rgb`` or ``gray`` (OpenCV's BGR->grey); unset: the network's input channels decide.
     """
+
+    option_keys = {'dataroot_lq': DirPath(), 'io_backend': IO_BACKEND, 'color': COLOR_OPTION, 'crop': CROP_OPTION}
 
     def __init__(self, opt):
         super().__init__()
@@ -41,6 +45,7 @@ class NoisyImageDataset(data.Dataset):
         else:
             raise OptionError(f'{option_where(opt, "io_backend.type")}: expected disk or lmdb, got {backend!r}')
         self.crop = parse_crop_opt(opt.get('crop'), option_where(opt, 'crop'))
+        self.init_color(opt)
         self.file_client = None
         get_root_logger().info(f'{type(self).__name__} "{opt.get("name", "")}": {len(self.paths)} images from {root}')
 
@@ -49,7 +54,7 @@ class NoisyImageDataset(data.Dataset):
             backend_opt = dict(self.io_backend_opt)
             self.file_client = FileClient(backend_opt.pop('type', 'disk'), **backend_opt)
         lq_path = self.paths[index]
-        img_lq, = fixed_crop([load_image(self.file_client, lq_path, 'lq', self.meta)], self.crop, lq_path)
+        img_lq, = fixed_crop([load_image(self.file_client, lq_path, 'lq', self.meta, self.color)], self.crop, lq_path)
         name = lq_path if self.meta is not None else osp.splitext(osp.basename(lq_path))[0]
         return {'lq': img2tensor(img_lq, bgr2rgb=False, float32=True), 'lq_path': lq_path, 'name': name}
 

@@ -6,14 +6,16 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from .data_util import (fixed_crop, load_image, option_where, paired_keys_from_lmdbs, paired_paths_from_folders,
+from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath, Str
+from .data_util import (COLOR_OPTION, CROP_OPTION, FILENAME_TMPL_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, fixed_crop,
+                        load_image, option_where, paired_keys_from_lmdbs, paired_paths_from_folders,
                         paired_paths_from_list, parse_crop_opt, read_name_list, require_path, train_crop_augment)
 
 __all__ = ['PairedNoisyDataset']
 
 
 @DATASET_REGISTRY.register()
-class PairedNoisyDataset(data.Dataset):
+class PairedNoisyDataset(ColorMode, data.Dataset):
     """Noisy (lq) / clean (gt) pairs, like BasicSR's ``PairedImageDataset`` but with checked inputs.
 
     Options:
@@ -26,10 +28,24 @@ class PairedNoisyDataset(data.Dataset):
         crop (dict, optional): fixed crop in every phase, ``{size: 256, position: top_left}`` (the official PolyU
             protocol; ``position: center`` also works). Omitted: full images.
         gt_size, use_hflip, use_rot: training only (``phase: train``): random crop plus flips/rotations.
+        color (str, optional): ``rgb`` (3 channels) or ``gray`` (1 channel; colour images converted with OpenCV's
+            BGR->grey). Unset: the network's input channels decide (``match_network_channels``), else rgb.
 
-    Items: ``{'lq', 'gt'}`` float32 RGB CHW in [0, 1] (conversions: ``data_util``), ``'lq_path'``, ``'gt_path'``
-    (file paths or LMDB keys) and ``'name'`` (the LQ file stem or key). lq and gt of different sizes are a DataError.
+    Items: ``{'lq', 'gt'}`` float32 CHW in [0, 1], RGB or grey (conversions: ``data_util``), ``'lq_path'``,
+    ``'gt_path'`` (file paths or LMDB keys) and ``'name'`` (the LQ file stem or key). lq and gt of different sizes are a
+    DataError.
     """
+
+    option_keys = {
+        'dataroot_lq': DirPath(),
+        'dataroot_gt': DirPath(),
+        'io_backend': IO_BACKEND,
+        'color': COLOR_OPTION,
+        'filename_tmpl': FILENAME_TMPL_OPTION,
+        'meta_info_file': Str(null=True),  # checked (exists, lists known images) when the dataset is built
+        'crop': CROP_OPTION,
+        **TRAIN_AUGMENT_OPTIONS,
+    }
 
     def __init__(self, opt):
         super().__init__()
@@ -61,6 +77,7 @@ class PairedNoisyDataset(data.Dataset):
         else:
             raise OptionError(f'{option_where(opt, "io_backend.type")}: expected disk or lmdb, got {backend!r}')
         self.crop = parse_crop_opt(opt.get('crop'), option_where(opt, 'crop'))
+        self.init_color(opt)
         self.file_client = None
         get_root_logger().info(f'{type(self).__name__} "{opt.get("name", "")}": {len(self.paths)} pairs from '
                                f'{lq_root} (lq) and {gt_root} (gt)')
@@ -70,8 +87,8 @@ class PairedNoisyDataset(data.Dataset):
             backend_opt = dict(self.io_backend_opt)
             self.file_client = FileClient(backend_opt.pop('type', 'disk'), **backend_opt)
         lq_path, gt_path = self.paths[index]['lq_path'], self.paths[index]['gt_path']
-        img_lq = load_image(self.file_client, lq_path, 'lq', self.meta['lq'])
-        img_gt = load_image(self.file_client, gt_path, 'gt', self.meta['gt'])
+        img_lq = load_image(self.file_client, lq_path, 'lq', self.meta['lq'], self.color)
+        img_gt = load_image(self.file_client, gt_path, 'gt', self.meta['gt'], self.color)
         if img_lq.shape != img_gt.shape:
             raise DataError(f'size mismatch: {lq_path} is {img_lq.shape[0]}x{img_lq.shape[1]}, '
                             f'{gt_path} is {img_gt.shape[0]}x{img_gt.shape[1]}')

@@ -9,14 +9,16 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str
 from lan_basicsr.utils.registry import NOISE_REGISTRY, build_from_registry
-from .data_util import (check_lmdb_keys, fixed_crop, list_images, load_image, option_where, parse_crop_opt,
-                        read_lmdb_meta_info, require_path, train_crop_augment)
+from .data_util import (COLOR_OPTION, CROP_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, check_lmdb_keys, fixed_crop,
+                        list_images, load_image, option_where, parse_crop_opt, read_lmdb_meta_info, require_path,
+                        train_crop_augment)
 
 __all__ = ['SyntheticNoiseDataset', 'SKIMAGE_PHOTOS', 'skimage_image_path']
 
 # Colour photographs shipped inside the scikit-image wheel (no pooch download). Grayscale ones (camera, moon, coins,
-# brick, grass, gravel) can be named too; they are replicated to three channels.
+# brick, grass, gravel) can be named too; they are replicated to three channels unless ``color: gray``.
 SKIMAGE_PHOTOS = ('astronaut', 'chelsea', 'coffee', 'hubble_deep_field', 'ihc', 'motorcycle_left', 'motorcycle_right',
                   'retina', 'rocket')
 
@@ -42,7 +44,7 @@ def skimage_image_path(name, where='skimage_images'):
 
 
 @DATASET_REGISTRY.register()
-class SyntheticNoiseDataset(data.Dataset):
+class SyntheticNoiseDataset(ColorMode, data.Dataset):
     """Clean images with synthetic noise from ``NOISE_REGISTRY``, drawn on the fly with a per-image seed.
 
     Options:
@@ -61,9 +63,29 @@ class SyntheticNoiseDataset(data.Dataset):
             (a few MB), false for folders.
         crop (dict, optional): fixed crop before the noise, ``{size: 256, position: top_left | center}``.
         gt_size, use_hflip, use_rot: training only: random crop plus flips/rotations before the noise.
+        color (str, optional): ``rgb`` or ``gray``: the clean image is made grey (OpenCV's BGR->grey) before the
+            noise is drawn, so grey noise is drawn on one channel. Unset: the network's input channels decide.
 
-    Items: ``{'lq', 'gt', 'lq_path', 'gt_path', 'name'}``, float32 RGB CHW; ``lq_path`` = ``gt_path`` = the clean file.
+    Items: ``{'lq', 'gt', 'lq_path', 'gt_path', 'name'}``, float32 CHW (RGB or grey); ``lq_path`` = ``gt_path`` = the
+    clean file.
     """
+
+    option_keys = {
+        'dataroot_gt': DirPath(),
+        'skimage_images':
+        OneOf(Str(choices=('photos', )), ListOf(Str(), min_len=1), what='"photos" or a list of names'),
+        'split': Str(choices=('all', 'train', 'heldout')),
+        'heldout': OneOf(Int(ge=0), ListOf(Str()), what='a number of images or a list of names'),
+        'noise': Registered('noise'),
+        'seed': Int(ge=0),
+        'fixed_noise': Bool(),
+        'clip': Bool(),
+        'cache_images': Bool(),
+        'io_backend': IO_BACKEND,
+        'color': COLOR_OPTION,
+        'crop': CROP_OPTION,
+        **TRAIN_AUGMENT_OPTIONS,
+    }
 
     def __init__(self, opt):
         super().__init__()
@@ -80,6 +102,8 @@ class SyntheticNoiseDataset(data.Dataset):
         names, paths = self._sources(opt)
         self.names, self.paths = self._split(opt, names, paths)
         self.crop = parse_crop_opt(opt.get('crop'), option_where(opt, 'crop'))
+        self.init_color(opt)
+        self._cache_color = self.color
         self.cache = {} if opt.get('cache_images', opt.get('skimage_images') is not None) else None
         self.file_client = None
         get_root_logger().info(f'{type(self).__name__} "{opt.get("name", "")}": {len(self.paths)} clean images '
@@ -135,9 +159,12 @@ class SyntheticNoiseDataset(data.Dataset):
 
     def _clean(self, path):
         if self.cache is None:
-            return load_image(self.file_client, path, 'gt', self.meta)
+            return load_image(self.file_client, path, 'gt', self.meta, self.color)
+        if self.cache and self._cache_color != self.color:  # the mode was set after images were cached
+            self.cache.clear()
+        self._cache_color = self.color
         if path not in self.cache:
-            self.cache[path] = load_image(self.file_client, path, 'gt', self.meta)
+            self.cache[path] = load_image(self.file_client, path, 'gt', self.meta, self.color)
         return self.cache[path]
 
     def rng(self, index):

@@ -31,6 +31,7 @@ from torch.utils.data import default_collate
 
 from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.option_schema import Arguments, Bool, Int, ListOf, Number, Section
 from .lr_scheduler import build_scheduler
 from .model_util import PluginModelMixin, gather_rows
 
@@ -111,6 +112,37 @@ class DenoiseModel(PluginModelMixin, SRModel):
     torchrun each rank takes every ``world_size``-th image and the per-image scores are gathered, so the averages
     equal a single-process run's.
     """
+
+    @classmethod
+    def option_sections(cls):
+        """Keys this model adds to BasicSR's sections (see lan_basicsr.utils.option_schema)."""
+        positive_ints = ListOf(Int(ge=1), min_len=1)
+        return {
+            'train':
+            Section({
+                'grad_clip':
+                Number(gt=0, null=True),
+                'use_grad_clip':
+                Bool(),
+                'progressive':
+                Arguments(
+                    ProgressiveSchedule,
+                    skip=('batch_size', 'gt_size'),
+                    values={k: positive_ints
+                            for k in ('iters', 'mini_batch_sizes', 'gt_sizes')},
+                    null=True),
+                'mixup':
+                Arguments(
+                    Mixup,
+                    values={
+                        'beta': Number(gt=0),
+                        'prob': Number(ge=0, le=1),
+                        'per_sample': Bool(),
+                        'start_iter': Int(ge=0)
+                    },
+                    null=True),
+            })
+        }
 
     def init_training_settings(self):
         train_opt = self.opt['train']

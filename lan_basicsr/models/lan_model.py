@@ -8,7 +8,9 @@ one optimiser step; finally one no-grad forward scored as step N. GT is only eve
 Outputs under ``results/<name>/`` (per_step.csv, inputs.csv, summary.csv, adapt_run.json; resume and torchrun
 rules): :mod:`lan_basicsr.models.step_store`. Also ``visualization/<dataset>/<image>.png`` (the final denoised images)
 and, with ``adapt.save_offset``, ``offsets/<dataset>/<image>_phi.npy`` (φ) and ``<image>_input.npy`` (y + tanh φ),
-float32 CHW.
+float32 CHW; with ``adapt.save_compare``, ``compare/<dataset>/<image>_{noisy,step0,gt}.png`` (the noisy input, the
+step-0 output of the reset network, the GT when there is one) for side-by-side pictures (:mod:`lan_basicsr.report`);
+``report.json``: the option file's ``report`` section (display label, training noise of the network), when given.
 
 torchrun: rank r adapts images r, r + world_size, ... (each rank on its own, no DDP: adaptation is per image).
 Rank 0 merges the ranks' part files before (leftovers of an interrupted run, any world size) and after each
@@ -18,7 +20,7 @@ Non-finite loss (or gradient) at step k: the image's adaptation stops at its las
 loss), a warning names the image; the step-k row keeps the non-finite loss, rows k+1..N carry the step-k scores
 with an empty loss, and the saved image is the step-k output. The run goes on with the next image.
 """
-import inspect
+import json
 import math
 import os
 import time
@@ -36,10 +38,12 @@ from tqdm import tqdm
 
 from lan_basicsr.metrics import score_images
 from lan_basicsr.utils.errors import DataError, OptionError
+from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Registered, Section, Spec, Str,
+                                             accepted_arguments, class_option_values)
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
-from .step_store import (StepStore, check_settings, image_csv, input_csv, mean, read_step_csv, summarise,
-                         write_settings, write_summary)
+from .step_store import (StepStore, atomic_write, check_settings, image_csv, image_manifest, input_csv, mean,
+                         read_step_csv, summarise, write_settings, write_summary)
 
 __all__ = ['LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_image', 'build_adapter', 'read_step_csv']
 
@@ -56,10 +60,73 @@ ADAPT_DEFAULTS = {
     'seed': 0,
     'report_steps': [0, 5, 10, 20],
     'save_offset': False,
+    'save_compare': False,
 }
-_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset')  # the rest of adapt: goes to the adapter
-_NOT_IN_SIGNATURE = ('report_steps', 'save_offset')  # do not change the numbers
+_MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare')  # the rest: the adapter's
+_NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
+# Value rules of the loop's keys (checked before anything is built); a loop key without a rule is accepted as is.
+ADAPT_VALUES = {
+    'steps': Int(ge=0),
+    'seed': Int(ge=0),
+    'report_steps': ListOf(Int(ge=0), null=True),
+    'save_offset': Bool(),
+    'save_compare': Bool(),
+    'loss': Registered('loss'),
+}
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
+# dataset keys that do not change the numbers (everything else is part of adapt_run.json)
+_DATASET_KEYS_NOT_IN_SIGNATURE = ('name', 'phase', 'cache_images')
+SCORED_METRICS = ('psnr', 'ssim')  # the per-step CSV columns
+
+
+def _by_content(value, files, keys=()):
+    """``value`` with every string that names an existing file replaced by ``sha256:<digest of its content>``; the
+    original paths go to ``files`` (``{dotted key: path}``)."""
+    from lan_basicsr.utils.checkpoint import file_sha256
+    if isinstance(value, dict):
+        return {k: _by_content(v, files, keys + (str(k), )) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_by_content(v, files, keys + (str(i), )) for i, v in enumerate(value)]
+    if isinstance(value, str) and value and osp.isfile(osp.expanduser(value)):
+        files['.'.join(keys)] = value
+        return 'sha256:' + file_sha256(osp.expanduser(value))
+    return value
+
+
+class AdaptSpec(Spec):
+    """The ``adapt`` section: the loop's keys (``ADAPT_DEFAULTS`` and ``_MODEL_KEYS``, rules in ``ADAPT_VALUES``) plus
+    the arguments of the chosen adapter class (its signature; rules in its ``option_values``). A key another adapter
+    takes is accepted when null, so that a base file can list ``layer: ~`` for every adapter type."""
+
+    what = 'a mapping {type: LAN | FullTrainable | FirstLayer | LastLayer, steps, lr, ...}'
+
+    def check(self, value, keys, ctx):
+        if not self.is_mapping(value, keys, ctx, null=True):
+            return
+        cls = Registered('adapter', default_type=ADAPT_DEFAULTS['type']).resolve(value, keys, ctx)
+        loop = set(_MODEL_KEYS) | (set(ADAPT_DEFAULTS) - {'type', 'lr', 'optim'})
+        params, _ = accepted_arguments(cls, skip=('net', ))
+        others = {}
+        for name in ADAPTER_REGISTRY.keys():
+            for arg in accepted_arguments(ADAPTER_REGISTRY.get(name), skip=('net', ))[0]:
+                others.setdefault(arg, []).append(name)
+        values = class_option_values(cls)
+        for key, item in value.items():
+            if key == 'type':
+                continue
+            if key in loop:
+                ADAPT_VALUES.get(key, AnyValue()).check(item, keys + (key, ), ctx)
+            elif key in params:
+                if key in values:
+                    values[key].check(item, keys + (key, ), ctx)
+            elif key in others:
+                if item is not None:
+                    ctx.fail(
+                        keys + (key, ), f'not used by adapt.type {cls.__name__} (an argument of '
+                        f'{", ".join(sorted(others[key]))}); remove it or set it to null')
+            else:
+                known = sorted({'type'} | loop | set(others))
+                Section({k: AnyValue() for k in known}).unknown_key(key, keys, ctx)
 
 
 class AdaptResult(NamedTuple):
@@ -75,14 +142,14 @@ class AdaptResult(NamedTuple):
 def build_adapter(net, adapt_opt):
     """Build ``ADAPTER_REGISTRY[adapt.type]`` for the bare ``net`` from the ``adapt`` section.
 
-    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_offset) is an argument of the
+    Every key of ``adapt`` not used by the loop (steps, loss, seed, report_steps, save_*) is an argument of the
     adapter (``lr``, ``optim``, ``layer``, ``init_path``, ...); an unknown one is an :class:`OptionError` unless its
     value is null (so a base file can list ``layer: null`` for every adapter type).
     """
     opt = {k: v for k, v in adapt_opt.items() if k not in _MODEL_KEYS}
     check_registered(ADAPTER_REGISTRY, opt.get('type'), 'adapt.type')
     cls = ADAPTER_REGISTRY.get(opt['type'])
-    accepted = set(inspect.signature(cls.__init__).parameters) - {'self', 'net'}
+    accepted = set(accepted_arguments(cls, skip=('net', ))[0])
     opt = {k: v for k, v in opt.items() if k in accepted or k == 'type' or v is not None}  # e.g. layer: null for LAN
     unknown = sorted(set(opt) - accepted - {'type'})
     if unknown:
@@ -163,9 +230,31 @@ class LANModel(DenoiseModel):
     loop. The network is never wrapped in DDP/DataParallel: each rank adapts its own images independently.
     """
 
+    @classmethod
+    def option_sections(cls):
+        """Top-level sections this model reads besides BasicSR's (see lan_basicsr.utils.option_schema)."""
+        # report: read by lan_basicsr.report (display label, the network's training noise), written to report.json
+        report = Section({'label': Str(null=True), 'train_noise': Registered('noise', null=True)}, null=True)
+        return {**super().option_sections(), 'adapt': AdaptSpec(), 'report': report}
+
+    @classmethod
+    def check_options(cls, opt, ctx):
+        """Checks that need more than one key: run kind and the metric names the CSVs have columns for."""
+        if ctx.is_train:
+            ctx.fail(('model_type', ), 'LANModel adapts at test time: run it with tools/test.py, not tools/train.py')
+        metrics = (opt.get('val') or {}).get('metrics') or {}
+        unused = sorted(set(metrics) - set(SCORED_METRICS))
+        if unused:
+            ctx.fail(('val', 'metrics', unused[0]), f'LANModel records {" and ".join(SCORED_METRICS)} per step (the '
+                     'per_step.csv columns); name the metrics psnr / ssim or remove this one')
+
     def __init__(self, opt):
         if opt.get('is_train'):
             raise OptionError('model_type LANModel adapts at test time: run it with tools/test.py, not tools/train.py')
+        self.opt = opt
+        self.results_root = opt['path'].get('results_root') or osp.join(opt['root_path'], 'results', opt['name'])
+        self.steps = (opt.get('adapt') or {}).get('steps', ADAPT_DEFAULTS['steps'])
+        self._check_signature()  # before the network is built
         super().__init__(opt)
         adapt = deepcopy(ADAPT_DEFAULTS)
         adapt.update(deepcopy(opt.get('adapt') or {}))
@@ -185,34 +274,61 @@ class LANModel(DenoiseModel):
         self.loss_fn = build_from_registry(LOSS_REGISTRY, adapt['loss'], where='adapt.loss').to(self.device)
         self.adapter = build_adapter(self.net, adapt)
         self.metrics_opt = (opt.get('val') or {}).get('metrics') or DEFAULT_METRICS
-        self.results_root = opt['path'].get('results_root') or osp.join(opt['root_path'], 'results', opt['name'])
         get_root_logger().info(f'Adaptation: {adapt["type"]} (lr {self.adapter.lr:g}, {self.adapter.optim_opt}), '
                                f'{adapt["loss"]}, {steps} steps, seed {adapt["seed"]}')
-        self._check_signature()
 
     # DDP would all-reduce gradients between ranks that adapt different images; DataParallel splits batches of one.
     def model_to_device(self, net):
         return net.to(self.device)
 
     # -----------------------------------------------------------------------------------------------------------------
-    def _signature(self):
-        adapt = {k: v for k, v in self.adapt_opt.items() if k not in _NOT_IN_SIGNATURE}
-        adapt.update(lr=self.adapter.lr, optim=self.adapter.optim_opt)  # resolved: lr null == the default value
+    @classmethod
+    def run_settings(cls, opt):
+        """Everything that changes the numbers of a run, as stored in ``adapt_run.json``: the networks, every dataset
+        and noise option, the seeds, the metrics and the ``adapt`` section (resolved: ``lr: null`` is the adapter's
+        default). Every option naming a file (a checkpoint, ``network_g.path``, ``adapt.init_path``, a meta_info
+        file) is compared by its content (sha256), so that moving a file changes nothing and rewriting one is seen;
+        ``files`` keeps the paths (not compared).
+        A rerun into the same folder must match all of it; the image lists are added per dataset (validation)."""
+        adapt = deepcopy(ADAPT_DEFAULTS)
+        adapt.update(deepcopy(opt.get('adapt') or {}))
+        adapter_cls = ADAPTER_REGISTRY.get(adapt['type'])
+        adapt['lr'] = float(adapter_cls.default_lr if adapt.get('lr') is None else adapt['lr'])
+        adapt['optim'] = dict(adapt.get('optim') or {'type': 'Adam'})
+        adapt = {k: v for k, v in adapt.items() if k not in _NOT_IN_SIGNATURE}
+        path_opt = opt.get('path') or {}
         datasets = {}
-        for ds in (self.opt.get('datasets') or {}).values():
-            keep = ('type', 'crop', 'filename_tmpl', 'io_backend', 'meta_info_file')
-            datasets[ds.get('name')] = {k: v for k, v in ds.items() if k in keep or k.startswith('dataroot')}
-        sig = {
+        for ds in (opt.get('datasets') or {}).values():
+            keep = {k: v for k, v in ds.items() if k not in _DATASET_KEYS_NOT_IN_SIGNATURE}
+            for k, v in keep.items():
+                if k.startswith('dataroot') and isinstance(v, str):
+                    keep[k] = osp.abspath(osp.expanduser(v))
+            datasets[ds.get('name')] = keep
+        metrics = deepcopy((opt.get('val') or {}).get('metrics') or DEFAULT_METRICS)
+        for metric in metrics.values():
+            metric.setdefault('crop_border', 0)  # score_images' default
+        settings = {
             'adapt': adapt,
-            'network_g': self.opt.get('network_g'),
-            'pretrain_network_g': self.opt['path'].get('pretrain_network_g'),
-            'datasets': datasets
+            **{
+                k: v
+                for k, v in opt.items() if k.startswith('network_')
+            },
+            'path': {
+                k: v
+                for k, v in path_opt.items() if k.startswith(('pretrain_network_', 'param_key_', 'strict_load_'))
+            },
+            'manual_seed': opt.get('manual_seed'),
+            'metrics': metrics,
+            'datasets': datasets,
         }
-        return sig
+        files = {}
+        settings = _by_content(settings, files)
+        settings['files'] = files  # where the files were (for people and the report; not compared: contents are)
+        return settings
 
     def _check_signature(self):
         """Refuse to continue results made with other settings (e.g. --cfg-options adapt.type=... under one name)."""
-        check_settings(self.results_root, self._signature(), self.opt['name'], self.steps)
+        check_settings(self.results_root, self.run_settings(self.opt), self.opt['name'], self.steps, partial=True)
 
     # -----------------------------------------------------------------------------------------------------------------
     def _broadcast(self, obj):
@@ -233,10 +349,24 @@ class LANModel(DenoiseModel):
         rank, world_size = self.opt['rank'], self.opt['world_size']
         store = StepStore(self.results_root, rank, self.steps)
         logger = get_root_logger()
-        done = None
+        done, problem = None, None
+        if rank == 0:
+            settings = self.run_settings(self.opt)
+            settings['datasets'][dataset_name]['images'] = image_manifest(dataset)
+            try:  # the image list and files too: nothing is written for a dataset whose images changed
+                check_settings(self.results_root, settings, self.opt['name'], self.steps)
+            except OptionError as e:
+                problem = str(e)
+        problem = self._broadcast(problem)
+        if problem is not None:
+            raise OptionError(problem)
         if rank == 0:
             os.makedirs(self.results_root, exist_ok=True)
-            write_settings(self.results_root, self._signature(), self.steps)
+            write_settings(self.results_root, settings, self.steps)
+            if self.opt.get('report'):
+                atomic_write(
+                    osp.join(self.results_root, 'report.json'),
+                    json.dumps(self.opt['report'], indent=2) + '\n')
             groups = store.consolidate([dataset_name])
             done = {image for (ds, image) in groups if ds == dataset_name}
             resumed = [rows for (ds, _), rows in groups.items() if ds == dataset_name and rows[0][3]]
@@ -258,38 +388,42 @@ class LANModel(DenoiseModel):
             dynamic_ncols=True)
         if psnr_first:
             bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
-        for index in indices:
-            data = default_collate([dataset[index]])
-            image = _image_name(data, index)
-            if image in seen:
-                raise DataError(f'{dataset_name}: two images are named "{image}" (index {index}); results are '
-                                'keyed by image name, so names must be unique within a dataset')
-            seen.add(image)
-            if image in done:
+        try:  # the bar is closed before an error propagates, so that the error is the last line printed
+            for index in indices:
+                data = default_collate([dataset[index]])
+                image = _image_name(data, index)
+                if image in seen:
+                    raise DataError(f'{dataset_name}: two images are named "{image}" (index {index}); results are '
+                                    'keyed by image name, so names must be unique within a dataset')
+                seen.add(image)
+                if image in done:
+                    bar.update(1)
+                    continue
+                start = time.perf_counter()
+                result = self.adapt_one(data, index, image)
+                seconds.append(time.perf_counter() - start)
+                if save_img:
+                    imwrite(
+                        tensor2img(result.output),
+                        osp.join(self.opt['path']['visualization'], dataset_name, f'{image}.png'))
+                if self.adapt_opt.get('save_offset') and self.adapter.offset() is not None:
+                    folder = osp.join(self.results_root, 'offsets', dataset_name)
+                    os.makedirs(folder, exist_ok=True)
+                    np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
+                    np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
+                if self.adapt_opt.get('save_compare'):
+                    self._save_compare(data, dataset_name, image)
+                noisy = None
+                if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
+                    noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
+                store.append(image_csv(dataset_name, image, result, self.steps), noisy)  # last: done = all saved
+                if not math.isnan(result.psnr[0]):
+                    psnr_first.append(result.psnr[0])
+                    psnr_last.append(result.psnr[-1])
+                    bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
                 bar.update(1)
-                continue
-            start = time.perf_counter()
-            result = self.adapt_one(data, index, image)
-            seconds.append(time.perf_counter() - start)
-            if save_img:
-                imwrite(
-                    tensor2img(result.output), osp.join(self.opt['path']['visualization'], dataset_name,
-                                                        f'{image}.png'))
-            if self.adapt_opt.get('save_offset') and self.adapter.offset() is not None:
-                folder = osp.join(self.results_root, 'offsets', dataset_name)
-                os.makedirs(folder, exist_ok=True)
-                np.save(osp.join(folder, f'{image}_phi.npy'), self.adapter.offset()[0].float().cpu().numpy())
-                np.save(osp.join(folder, f'{image}_input.npy'), result.adapted_input[0].float().cpu().numpy())
-            noisy = None
-            if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
-                noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
-            store.append(image_csv(dataset_name, image, result, self.steps), noisy)  # last: done = all saved
-            if not math.isnan(result.psnr[0]):
-                psnr_first.append(result.psnr[0])
-                psnr_last.append(result.psnr[-1])
-                bar.set_postfix_str(f'PSNR {mean(psnr_first):.2f}->{mean(psnr_last):.2f}')
-            bar.update(1)
-        bar.close()
+        finally:
+            bar.close()
         if seconds:
             logger.info(f'{dataset_name}: rank {rank} adapted {len(seconds)} images, '
                         f'{sum(seconds) / len(seconds):.3f} s per image ({self.steps} steps)')
@@ -312,12 +446,28 @@ class LANModel(DenoiseModel):
     def adapt_one(self, data, index, image='image'):
         """Adapt to one collated item (batch of one); the loss's random draws are seeded with seed + index."""
         lq = data['lq'].to(self.device)
+        if lq.dim() == 4 and min(lq.shape[-2:]) < 2:
+            where = data['lq_path'][0] if 'lq_path' in data else image
+            raise DataError(f'{where}: image "{image}" is {lq.shape[-2]}x{lq.shape[-1]} pixels; the self-supervised '
+                            'losses need at least 2x2: remove it from the dataset')
         if lq.size(0) != 1:
             raise OptionError(f'LANModel adapts one image at a time; got a batch of {lq.size(0)} (set the test '
                               'dataset batch_size_per_gpu to 1)')
         gt = data['gt'].to(self.device) if 'gt' in data else None
         generator = torch.Generator().manual_seed(self.adapt_opt['seed'] + index)
         return adapt_image(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generator, self.metrics_opt, image)
+
+    def _save_compare(self, data, dataset_name, image):
+        """Save the noisy input, the GT and the step-0 output (one no-grad forward after resetting the adapter)."""
+        folder = osp.join(self.results_root, 'compare', dataset_name)
+        lq = data['lq'].to(self.device)
+        self.adapter.reset(lq)  # back to the reset point: the network (and input) that step 0 scored
+        with torch.no_grad():
+            step0 = self.net(self.adapter.adapted_input(lq))
+        images = {'noisy': data['lq'], 'step0': step0, 'gt': data.get('gt')}
+        for kind, tensor in images.items():
+            if tensor is not None:
+                imwrite(tensor2img(tensor.detach().cpu()), osp.join(folder, f'{image}_{kind}.png'))
 
     def _log_summary(self, dataset_name, rows):
         head = (f'{self.adapt_opt["type"]} + {self.adapt_opt["loss"]["type"]} on {dataset_name} '

@@ -37,6 +37,7 @@ from torch import nn
 from torch.func import functional_call
 
 from lan_basicsr.utils.errors import OptionError
+from lan_basicsr.utils.option_schema import Bool, Int, Number, Registered, Section, Spec, check_optimizer_arguments
 from lan_basicsr.utils.registry import build_from_registry
 from .denoise_model import DenoiseModel
 
@@ -127,6 +128,30 @@ def build_inner_optimizer(lr, optim=None, where='meta.inner_optim'):
         raise OptionError(f'{where}: invalid arguments for {optim_type} ({e})') from None
 
 
+class InnerOptimSpec(Spec):
+    """``meta.inner_optim``: ``{type: Adam, betas, eps}`` or ``{type: SGD}``; torch.optim's checks on the values."""
+
+    what = '{type: Adam, betas, eps} or {type: SGD}'
+
+    def check(self, value, keys, ctx):
+        if not self.is_mapping(value, keys, ctx, null=True):
+            return
+        kind = value.get('type', 'Adam')
+        allowed = {'Adam': ('betas', 'eps'), 'SGD': ()}
+        if kind not in allowed:
+            ctx.fail(keys + ('type', ), f'"{kind}" is not supported in the inner loop; use Adam or SGD')
+        for key in value:
+            if key == 'lr':
+                ctx.fail(keys + (key, ), 'set the inner learning rate with meta.inner_lr')
+            if key != 'type' and key not in allowed[kind]:
+                ctx.fail(keys + (key, ), f'unknown key: the inner {kind} takes '
+                         f'{", ".join(("type", ) + allowed[kind])}')
+        args = {k: v for k, v in value.items() if k != 'type'}
+        problem = check_optimizer_arguments(getattr(torch.optim, kind), 1e-3, args)
+        if problem:
+            ctx.fail(keys, f'the inner {kind} rejects these arguments ({problem})')
+
+
 def adapt_parameters(net, params, noisy, loss_fn, steps, inner_opt, create_graph=False):
     """Run ``steps`` inner steps of ``loss_fn`` on ``noisy`` from ``params``; return ``(adapted params, losses)``.
 
@@ -174,6 +199,32 @@ class MetaDenoiseModel(DenoiseModel):
     [true], ``eval_mode`` [true]. The outer loss is ``train.pixel_opt`` [{type: MSELoss}], the outer optimiser
     ``train.optim_g``. Validation and saving are :class:`DenoiseModel`'s (the saved weights are the initialisation).
     """
+
+    @classmethod
+    def option_sections(cls):
+        meta = Section({
+            'inner_loss': Registered('loss'),
+            'inner_steps': Int(ge=0),
+            'inner_lr': Number(gt=0),
+            'inner_optim': InnerOptimSpec(),
+            'first_order': Bool(),
+            'eval_mode': Bool(),
+        })
+        assert set(meta.keys) == set(_META_DEFAULTS)
+        return {**super().option_sections(), 'meta': meta}
+
+    @classmethod
+    def check_options(cls, opt, ctx):
+        if (opt.get('train') or {}).get('mixup'):
+            ctx.fail(('train', 'mixup'), 'not supported by MetaDenoiseModel (mixing images changes the noise the inner '
+                     'loop adapts to); remove it')
+        if (opt.get('network_g') or {}).get('use_checkpoint'):
+            ctx.fail(('network_g', 'use_checkpoint'), 'not supported by MetaDenoiseModel (checkpointing recomputes '
+                     'blocks with the module\'s own weights, not the adapted ones); set it to false')
+        gt_size = ((opt.get('datasets') or {}).get('train') or {}).get('gt_size')
+        if isinstance(gt_size, int) and gt_size < 2:
+            ctx.fail(('datasets', 'train', 'gt_size'), f'{gt_size} is too small for the inner self-supervised loss, '
+                     'which needs patches of at least 2x2 pixels')
 
     def init_training_settings(self):
         train_opt = self.opt['train']

@@ -10,7 +10,9 @@ Files under ``results/<name>/``:
 - ``inputs.csv`` (``dataset,image,psnr,ssim``): the noisy input of every image scored against its GT as the steps
   are (written only where there is GT), so that "worse than the noisy input" can be counted without recomputing.
 - ``summary.csv`` (``dataset,step,psnr,ssim,images``): means over images at the report steps.
-- ``adapt_run.json``: the settings that determine the numbers; a rerun with other settings is refused.
+- ``adapt_run.json``: the settings that determine the numbers (``LANModel.run_settings``: network, checkpoint
+  content hashes, every dataset and noise option, seeds, metrics, adapt) and, per dataset, the image list with the
+  files' sizes (:func:`image_manifest`); a rerun with any of it different is refused, naming the keys.
 
 Resume: an image is done when per_step.csv holds its rows for steps 0..N; the same command run again skips done
 images, drops a partially written image and redoes it, so the final file equals an uninterrupted run's.
@@ -31,13 +33,15 @@ from lan_basicsr.utils.errors import OptionError
 
 __all__ = [
     'FIELDS', 'INPUT_FIELDS', 'SUMMARY_FIELDS', 'StepStore', 'read_step_csv', 'read_inputs_csv', 'image_csv',
-    'input_csv', 'summarise', 'mean', 'write_summary', 'check_settings', 'write_settings', 'atomic_write', 'fmt_score'
+    'input_csv', 'summarise', 'mean', 'write_summary', 'check_settings', 'write_settings', 'atomic_write', 'fmt_score',
+    'image_manifest'
 ]
 
 FIELDS = ('dataset', 'image', 'step', 'psnr', 'ssim', 'loss')
 INPUT_FIELDS = ('dataset', 'image', 'psnr', 'ssim')
 SUMMARY_FIELDS = ('dataset', 'step', 'psnr', 'ssim', 'images')
 SETTINGS_FILE = 'adapt_run.json'
+_NOT_COMPARED = ('datasets', 'files')  # datasets: compared one by one; files: where the compared contents were
 
 
 def fmt_score(value):
@@ -245,28 +249,84 @@ def _normalise(signature):
     return json.loads(json.dumps(signature, sort_keys=True, default=str))
 
 
-def check_settings(root, signature, name, steps):
+def _lmdb_shape(meta, key):
+    if not isinstance(meta, dict):
+        return None
+    if key in meta:
+        return meta[key]
+    return next((sub[key] for sub in meta.values() if isinstance(sub, dict) and key in sub), None)
+
+
+def image_manifest(dataset):
+    """``{image: bytes}`` of a dataset's images (the sizes of each item's files, lq and gt), without reading them.
+
+    Keys are the image names the CSVs use (``dataset.names``, else the first file's stem, else the LMDB key); an
+    LMDB item's "size" is its ``meta_info.txt`` shape. A dataset without ``paths`` gives ``{'count': len}``.
+    """
+    paths = getattr(dataset, 'paths', None)
+    if paths is None:
+        return {'count': len(dataset)}
+    names = getattr(dataset, 'names', None)
+    meta = getattr(dataset, 'meta', None)
+    out = {}
+    for i, entry in enumerate(paths):
+        files = [str(f) for f in (entry.values() if isinstance(entry, dict) else [entry])]
+        name = names[i] if names is not None else osp.splitext(osp.basename(files[0]))[0]
+        if all(osp.isfile(f) for f in files):
+            out[name] = sum(osp.getsize(f) for f in files)
+        else:  # LMDB keys: the shape meta_info.txt gives
+            shape = _lmdb_shape(meta, files[0])
+            out[name] = 'x'.join(str(v) for v in shape) if shape else files[0]
+    return out
+
+
+def _diff_message(diff, old_flat, new_flat):
+    images = [k for k in diff if '.images.' in k]
+    others = [k for k in diff if '.images.' not in k]
+    parts = [f'{k}: {old_flat.get(k)!r} there, {new_flat.get(k)!r} now' for k in others[:4]]
+    if images:
+        removed = [k.split('.images.', 1)[1] for k in images if k not in new_flat]
+        added = [k.split('.images.', 1)[1] for k in images if k not in old_flat]
+        changed = [k.split('.images.', 1)[1] for k in images if k in old_flat and k in new_flat]
+        dataset = images[0].split('.images.', 1)[0]
+        what = [
+            f'{len(v)} {label} (e.g. {v[0]})'
+            for label, v in (('missing now', removed), ('new', added), ('changed in size', changed)) if v
+        ]
+        parts.append(f'{dataset}.images: {", ".join(what)}')
+    return '; '.join(parts)
+
+
+def check_settings(root, signature, name, steps, partial=False):
     """Refuse to continue results made with other settings (e.g. ``--cfg-options adapt.type=...`` under one name).
 
     ``signature`` is ``{..., 'datasets': {dataset name: settings}}``; datasets present in only one of the two runs
-    are not compared (a run may add a dataset to a folder). Raises :class:`OptionError` naming the keys that differ.
+    are not compared (a run may add a dataset to a folder). ``partial``: the image lists are not known yet (checked
+    later, per dataset). Raises :class:`OptionError` naming the keys that differ.
     """
     path = osp.join(root, SETTINGS_FILE)
     if not osp.isfile(path) or not StepStore(root, 0, steps).has_rows():
         return
-    with open(path, encoding='utf-8') as f:
-        old = json.load(f)
+    try:
+        with open(path, encoding='utf-8') as f:
+            old = json.load(f)
+    except (OSError, ValueError) as e:
+        raise OptionError(
+            f'{path}: unreadable ({e}); the folder\'s settings are unknown: move the folder away') from None
     new = _normalise(signature)
-    old_flat = _flatten({k: v for k, v in old.items() if k != 'datasets'})
-    new_flat = _flatten({k: v for k, v in new.items() if k != 'datasets'})
+    old_flat = _flatten({k: v for k, v in old.items() if k not in _NOT_COMPARED})
+    new_flat = _flatten({k: v for k, v in new.items() if k not in _NOT_COMPARED})
     for ds in set(old.get('datasets', {})) & set(new.get('datasets', {})):
-        old_flat.update(_flatten(old['datasets'][ds], f'datasets.{ds}.'))
-        new_flat.update(_flatten(new['datasets'][ds], f'datasets.{ds}.'))
+        old_ds, new_ds = dict(old['datasets'][ds]), dict(new['datasets'][ds])
+        if partial or 'images' not in new_ds:
+            old_ds.pop('images', None)
+        old_flat.update(_flatten(old_ds, f'datasets.{ds}.'))
+        new_flat.update(_flatten(new_ds, f'datasets.{ds}.'))
     diff = [k for k in sorted(set(old_flat) | set(new_flat)) if old_flat.get(k) != new_flat.get(k)]
     if diff:
-        shown = '; '.join(f'{k}: {old_flat.get(k)!r} there, {new_flat.get(k)!r} now' for k in diff[:4])
-        raise OptionError(f'{root} holds results of a run with other settings ({shown}). Give this run its own '
-                          f'name (--cfg-options name={name}_<variant>) or move that folder away')
+        raise OptionError(
+            f'{root} holds results of a run with other settings ({_diff_message(diff, old_flat, new_flat)}'
+            f'). Give this run its own name (--cfg-options name={name}_<variant>) or move that folder away')
 
 
 def write_settings(root, signature, steps):

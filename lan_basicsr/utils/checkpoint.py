@@ -14,7 +14,9 @@ from torch import nn
 
 from .errors import CheckpointError
 
-__all__ = ['read_state_dict', 'load_network']
+__all__ = [
+    'read_checkpoint', 'checkpoint_entry', 'read_state_dict', 'load_network', 'describe_load_error', 'file_sha256'
+]
 
 PARAM_KEYS = ('params', 'params_ema', 'state_dict')
 _MAX_LISTED = 8
@@ -22,6 +24,82 @@ _MAX_LISTED = 8
 
 def _is_state_dict(obj):
     return isinstance(obj, dict) and len(obj) > 0 and all(torch.is_tensor(v) for v in obj.values())
+
+
+def describe_load_error(exc):
+    """One line on why ``torch.load(weights_only=True)`` failed, without torch's advice to retry unsafely."""
+    text = str(exc)
+    if 'Weights only load failed' in text:
+        boilerplate = ('Weights only load failed', 'Please file an issue', 'Check the documentation')
+        lines = [ln.strip() for ln in text.splitlines()]
+        detail = next((ln for ln in lines if ln and not ln.startswith(boilerplate)), '')
+        detail = detail.replace('WeightsUnpickler error:', '').strip()
+        if 'GLOBAL' in detail:
+            return (f'it holds Python objects besides tensors ({detail}); loading those can run code, so it is '
+                    'refused: use a checkpoint you made or trust, saved as plain tensors')
+        return f'not a PyTorch checkpoint, or a damaged one ({detail or type(exc).__name__})'
+    first = text.strip().splitlines()[0] if text.strip() else type(exc).__name__
+    if 'zip archive' in first or 'central directory' in first:
+        return f'a damaged or truncated file ({first}); copy it again'
+    return f'{type(exc).__name__}: {first}'
+
+
+_SHA256_CACHE = {}  # (path, size, mtime_ns) -> digest, per process
+
+
+def file_sha256(path):
+    """sha256 of a file's content (hex), cached per process by path, size and modification time."""
+    import hashlib
+    st = os.stat(path)
+    key = (os.path.abspath(path), st.st_size, st.st_mtime_ns)
+    _cache = _SHA256_CACHE
+    if key not in _cache:
+        digest = hashlib.sha256()
+        with open(path, 'rb') as f:
+            for chunk in iter(lambda: f.read(1 << 20), b''):
+                digest.update(chunk)
+        _cache[key] = digest.hexdigest()
+    return _cache[key]
+
+
+def _first_line(exc):
+    return f'{type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""}'
+
+
+def read_checkpoint(path):
+    """The top-level dict stored in ``path``, read without running code: ``torch.load(weights_only=True)`` on the
+    CPU, or ``safetensors`` for ``.safetensors`` files. A missing or unreadable file is a :class:`CheckpointError`.
+    """
+    path = os.fspath(path)
+    if not os.path.isfile(path):
+        raise CheckpointError(f'{path}: checkpoint file not found')
+    if path.lower().endswith('.safetensors'):
+        try:
+            from safetensors.torch import load_file
+        except ImportError:
+            raise CheckpointError(f'{path}: reading .safetensors files needs the safetensors package '
+                                  '(pip install safetensors)') from None
+        try:
+            return load_file(path, device='cpu')
+        except Exception as exc:
+            raise CheckpointError(f'{path}: cannot be read as a safetensors file ({_first_line(exc)})') from exc
+    try:
+        ckpt = torch.load(path, map_location='cpu', weights_only=True)
+    except Exception as exc:  # any failure here means: not a loadable weights-only file
+        raise CheckpointError(f'{path}: cannot be read as a weights-only PyTorch checkpoint '
+                              f'({describe_load_error(exc)})') from exc
+    if not isinstance(ckpt, dict):
+        raise CheckpointError(f'{path}: expected a dict of weights, found a {type(ckpt).__name__}')
+    return ckpt
+
+
+def checkpoint_entry(ckpt, path, param_key):
+    """``ckpt[param_key]`` of a checkpoint read from ``path``; a missing entry is a :class:`CheckpointError` listing the
+    top-level keys."""
+    if param_key not in ckpt:
+        raise CheckpointError(f'{path}: no entry "{param_key}"; top-level keys: {_listing(list(ckpt))}. '
+                              f'Set param_key to one of them, or leave it unset to detect it')
+    return ckpt[param_key]
 
 
 def read_state_dict(path, param_key=None):
@@ -32,21 +110,10 @@ def read_state_dict(path, param_key=None):
     or unreadable, or holds no state dict where expected (the message lists the keys it has).
     """
     path = os.fspath(path)
-    if not os.path.isfile(path):
-        raise CheckpointError(f'{path}: checkpoint file not found')
-    try:
-        ckpt = torch.load(path, map_location='cpu', weights_only=True)
-    except Exception as exc:  # any failure here means: not a loadable weights-only file
-        raise CheckpointError(f'{path}: cannot be read as a weights-only PyTorch checkpoint '
-                              f'({type(exc).__name__}: {str(exc).splitlines()[0] if str(exc) else ""})') from exc
-    if not isinstance(ckpt, dict):
-        raise CheckpointError(f'{path}: expected a dict of weights, found a {type(ckpt).__name__}')
+    ckpt = read_checkpoint(path)
 
     if param_key is not None:
-        if param_key not in ckpt:
-            raise CheckpointError(f'{path}: no entry "{param_key}"; top-level keys: {_listing(list(ckpt))}. '
-                                  f'Set param_key to one of them, or leave it unset to detect it')
-        state = ckpt[param_key]
+        state = checkpoint_entry(ckpt, path, param_key)
         if not _is_state_dict(state):
             raise CheckpointError(f'{path}: entry "{param_key}" is not a state dict of tensors')
     else:

@@ -3,10 +3,13 @@
 BasicSR 1.4.2's ``parse_options`` loads YAML with a loader that can build Python objects, edits options with
 ``exec`` (``--force_yml``) and silently changes behaviour for names containing "debug"; we keep its option layout
 but none of that. Inheritance and overrides reuse mmengine's merge logic (``_delete_: true`` replaces a section).
+A key written twice in a file is an error; ``--cfg-options`` values are kept verbatim (:func:`parse_cli_value`);
+every key and value is checked by :mod:`.option_schema` before anything is built. Reference: docs/options.md.
 """
 import argparse
 import os
 import random
+import re
 from copy import deepcopy
 from os import path as osp
 
@@ -14,28 +17,78 @@ import torch
 import yaml
 from basicsr.utils import set_random_seed
 from basicsr.utils.dist_util import get_dist_info
-from mmengine.config import Config, DictAction
+from mmengine.config import Config
 
 from .dist_util import init_dist
 from .errors import OptionError
 
-__all__ = ['load_yaml', 'load_config', 'merge_cfg_options', 'parse_options', 'validate_options', 'build_parser']
+__all__ = [
+    'load_yaml', 'load_config', 'merge_cfg_options', 'parse_options', 'validate_options', 'build_parser',
+    'parse_cli_value', 'CfgOptionsAction', 'LANArgumentParser', 'OptionSources'
+]
 
 _SafeLoader = getattr(yaml, 'CSafeLoader', yaml.SafeLoader)
+_MERGE_TAG = 'tag:yaml.org,2002:merge'
+
+
+def _display(path):
+    """A path as the user would type it: relative to the current directory unless that climbs out of it."""
+    rel = osp.relpath(path)
+    return path if rel.startswith('..') else rel
+
+
+def _duplicate_keys(node, path):
+    """Raise OptionError at the first mapping key written twice (YAML's safe loader silently keeps the last one)."""
+    stack, seen = [(node, ())], set()
+    while stack:
+        node, keys = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            first = {}
+            for key_node, value_node in node.value:
+                if isinstance(key_node, yaml.ScalarNode) and key_node.tag != _MERGE_TAG:
+                    ident = (key_node.tag, key_node.value)
+                    line = key_node.start_mark.line + 1
+                    if ident in first:
+                        where = '.'.join(str(k) for k in keys + (key_node.value, ))
+                        raise OptionError(f'{_display(path)}:{line}: key "{where}" is set twice (lines {first[ident]} '
+                                          f'and {line}); YAML would silently keep the second: keep one')
+                    first[ident] = line
+                    stack.append((value_node, keys + (key_node.value, )))
+                else:
+                    stack.append((value_node, keys))
+        elif isinstance(node, yaml.SequenceNode):
+            stack.extend((item, keys + (i, )) for i, item in enumerate(node.value))
 
 
 def load_yaml(path):
-    """Load one YAML file with the safe loader; errors name the file (and line)."""
+    """Load one YAML file with the safe loader; errors name the file (and line). A key written twice is an error."""
+    if osp.isdir(path):
+        raise OptionError(f'{path}: is a folder; give an option file (.yml)')
     if not osp.isfile(path):
         raise OptionError(f'{path}: option file not found')
     try:
-        with open(path, encoding='utf-8') as f:
-            data = yaml.load(f, Loader=_SafeLoader)
+        with open(path, 'rb') as f:
+            text = f.read().decode('utf-8')
+    except UnicodeDecodeError as e:
+        raise OptionError(f'{path}: not a UTF-8 text file (byte {e.start}); an option file is YAML text') from None
+    except OSError as e:
+        raise OptionError(f'{path}: cannot read the option file ({e.strerror or e})') from None
+    loader = _SafeLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None:
+            _duplicate_keys(node, path)
+        data = loader.construct_document(node) if node is not None else None
     except yaml.YAMLError as e:
         mark = getattr(e, 'problem_mark', None)
         where = f':{mark.line + 1}:{mark.column + 1}' if mark is not None else ''
         problem = getattr(e, 'problem', None) or str(e).splitlines()[0]
         raise OptionError(f'{path}{where}: invalid YAML ({problem})') from None
+    finally:
+        loader.dispose()
     if data is None:
         data = {}
     if not isinstance(data, dict):
@@ -43,25 +96,128 @@ def load_yaml(path):
     return data
 
 
-def load_config(path, _chain=()):
+class OptionSources:
+    """Which file (or ``--cfg-options``) set each key, so that an error names the place to fix."""
+
+    def __init__(self, default='options'):
+        self.default = default
+        self.files = {}  # key tuple -> display name
+
+    def record(self, cfg, name, prefix=()):
+        for key, value in cfg.items():
+            keys = prefix + (key, )
+            self.files[keys] = name
+            if isinstance(value, dict):
+                self.record(value, name, keys)
+
+    def record_cli(self, cfg_options):
+        for key in cfg_options or {}:
+            parts = tuple(key.split('.'))
+            for i in range(1, len(parts) + 1):
+                self.files[parts[:i]] = '--cfg-options'
+
+    def file_of(self, keys):
+        keys = tuple(keys)
+        for i in range(len(keys), 0, -1):
+            if keys[:i] in self.files:
+                return self.files[keys[:i]]
+        return self.default
+
+
+def load_config(path, sources=None, _chain=()):
     """Load ``path`` and resolve its ``_base_`` file(s) (a path or a list, relative to ``path``), recursively.
 
-    Later bases override earlier ones; the file itself overrides its bases.
+    Later bases override earlier ones; the file itself overrides its bases. ``sources`` (an :class:`OptionSources`)
+    learns which file set each key.
     """
+    shown = path if not _chain else _display(osp.abspath(path))
     path = osp.abspath(path)
     if path in _chain:
         raise OptionError(f'{path}: circular _base_ inheritance ({" -> ".join(_chain + (path, ))})')
-    cfg = load_yaml(path)
+    cfg = load_yaml(shown)
     bases = cfg.pop('_base_', [])
     bases = [bases] if isinstance(bases, str) else bases
     if not isinstance(bases, list) or not all(isinstance(b, str) for b in bases):
-        raise OptionError(f'{path}: _base_ must be a file path or a list of file paths')
+        raise OptionError(f'{shown}: _base_ must be a file path or a list of file paths')
     merged = {}
     for base in bases:
         base_path = osp.join(osp.dirname(path), base)
-        base_cfg = load_config(base_path, _chain + (path, ))
+        if not osp.isfile(base_path):
+            raise OptionError(f'{shown}: _base_ file "{base}" not found (paths are relative to {shown})')
+        base_cfg = load_config(base_path, sources, _chain + (path, ))
         merged = Config._merge_a_into_b(base_cfg, merged)
+    if sources is not None:
+        sources.record(cfg, shown)
     return Config._merge_a_into_b(deepcopy(cfg), merged) if merged else cfg
+
+
+def _plain_scalar(text):
+    lowered = text.strip().lower()
+    if lowered in ('true', 'false'):
+        return lowered == 'true'
+    if lowered in ('none', 'null', '~'):
+        return None
+    for convert in (int, float):
+        try:
+            return convert(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _from_node(node):
+    if isinstance(node, yaml.ScalarNode):
+        return node.value if node.style in ('"', "'") else _plain_scalar(node.value)
+    if isinstance(node, yaml.SequenceNode):
+        return [_from_node(n) for n in node.value]
+    return {str(_from_node(k)): _from_node(v) for k, v in node.value}
+
+
+def parse_cli_value(text):
+    """One ``--cfg-options`` value, verbatim: spaces are kept and nothing is stripped.
+
+    ``"..."`` or ``'...'`` around the whole value (after the shell removed its own quotes): a string as is.
+    ``true``/``false``, ``null``/``none``/``~`` (any case), integers and floats (``1e-4``, ``inf``) are converted;
+    ``[a, b]``, ``(a, b)`` (a tuple) and ``{k: v}`` are YAML flow collections whose items are converted alike (a
+    quoted item stays a string). Anything else is the string itself, e.g. ``/my photos/x``.
+    """
+    if len(text) >= 2 and text[0] == text[-1] and text[0] in '"\'':
+        return text[1:-1]
+    if text[:1] in '[({':
+        is_tuple = text.startswith('(')
+        flow = '[' + text[1:-1] + ']' if is_tuple and text.endswith(')') else text
+        try:
+            value = _from_node(yaml.compose(flow, Loader=yaml.SafeLoader))
+        except yaml.YAMLError as e:
+            raise OptionError(f'--cfg-options: cannot read "{text}" as a list or mapping '
+                              f'({getattr(e, "problem", None) or e}); quote it to pass a string') from None
+        return tuple(value) if is_tuple else value
+    return _plain_scalar(text)
+
+
+_KEY = re.compile(r'[^\s=.]+(\.[^\s=.]+)*')
+
+
+class CfgOptionsAction(argparse.Action):
+    """``--cfg-options KEY=VALUE ...`` into ``{key: value}`` with :func:`parse_cli_value` (values kept verbatim).
+
+    Unlike mmengine's DictAction, spaces and quotes inside a value are kept (``name=my run`` stays ``my run``) and a
+    word without ``=`` (the second half of an unquoted value with a space) is an error. A key given twice: the last
+    one wins (so that tools can append overrides, as tools/demo.py does).
+    """
+
+    def __call__(self, parser, namespace, values, option_string=None):
+        options = dict(getattr(namespace, self.dest, None) or {})
+        for i, item in enumerate(values):
+            if '=' not in item:
+                hint = (f'; a value with spaces must be one shell word: quote it, e.g. "{values[i - 1]} {item}"'
+                        if i else '')
+                raise OptionError(f'--cfg-options: "{item}" is not KEY=VALUE{hint}')
+            key, text = item.split('=', 1)
+            if not _KEY.fullmatch(key):
+                raise OptionError(f'--cfg-options: "{key}" is not an option key (dotted names, e.g. adapt.lr)')
+            options[key] = parse_cli_value(text)
+        setattr(namespace, self.dest, options)
 
 
 def merge_cfg_options(opt, cfg_options):
@@ -71,92 +227,73 @@ def merge_cfg_options(opt, cfg_options):
     cfg = Config(deepcopy(opt))
     try:
         cfg.merge_from_dict(cfg_options, allow_list_keys=True)
-    except (KeyError, TypeError, ValueError) as e:
+    except (KeyError, TypeError, ValueError, AttributeError, IndexError) as e:
         raise OptionError(f'--cfg-options {cfg_options}: cannot apply ({e})') from None
     return cfg.to_dict()
 
 
-def build_parser(description):
-    parser = argparse.ArgumentParser(description=description)
+class LANArgumentParser(argparse.ArgumentParser):
+    """argparse with one-line errors: a bad command line is an OptionError (exit status 2, no usage dump)."""
+
+    def error(self, message):
+        raise OptionError(f'{self.prog}: {message} (see {self.prog} -h)')
+
+
+def add_debug_argument(parser):
+    parser.add_argument('--debug', action='store_true', help='show the full traceback of an error')
+    return parser
+
+
+_TEST_EXAMPLE = ('python tools/test.py -opt options/lan_uformer_polyu.yml --cfg-options adapt.type=FullTrainable '
+                 'adapt.loss.type=Nbr2NbrLoss name=full_uformer_polyu_nbr2nbr')
+_TRAIN_EXAMPLE = ('python tools/train.py -opt options/train_dncnn_sidd.yml --cfg-options train.total_iter=1000 '
+                  'datasets.train.batch_size_per_gpu=8 name=train_dncnn_sidd_short')
+_CFG_HELP = ('override options: KEY=VALUE, values verbatim (quote a value with spaces as one shell word: '
+             '"name=my run"); true/false, null, numbers and [lists] are converted, "\'...\'" forces a string '
+             '(docs/options.md)')
+
+
+def build_parser(is_train):
+    """The command line of tools/train.py (``is_train``) or tools/test.py; each shows only what it takes."""
+    if is_train:
+        parser = LANArgumentParser(
+            prog='tools/train.py',
+            description='Train a network (supervised pretraining or meta-training) with BasicSR\'s loop.',
+            epilog=f'example:\n  {_TRAIN_EXAMPLE}\n  torchrun --nproc_per_node=2 tools/train.py -opt X.yml --launcher '
+            'pytorch',
+            formatter_class=argparse.RawDescriptionHelpFormatter)
+    else:
+        parser = LANArgumentParser(
+            prog='tools/test.py',
+            description='Test a network, or adapt it to every test image (model_type LANModel); results go to '
+            'results/<name>/.',
+            epilog=f'example:\n  {_TEST_EXAMPLE}\n  torchrun --nproc_per_node=2 tools/test.py -opt X.yml --launcher '
+            'pytorch',
+            formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('-opt', '--opt', required=True, help='path to the option YAML file')
     parser.add_argument(
         '--launcher',
         choices=['none', 'pytorch'],
         default='none',
         help='"pytorch" under torchrun (nccl on GPU, gloo on CPU)')
-    parser.add_argument('--auto_resume', action='store_true', help='resume from the latest training state')
+    if is_train:
+        parser.add_argument('--auto_resume', action='store_true', help='resume from the latest training state')
     parser.add_argument(
-        '--cfg-options',
-        nargs='+',
-        action=DictAction,
-        default=None,
-        metavar='KEY=VALUE',
-        help='override options, e.g. adapt.type=FullTrainable adapt.loss.type=Nbr2NbrLoss')
+        '--cfg-options', nargs='+', action=CfgOptionsAction, default=None, metavar='KEY=VALUE', help=_CFG_HELP)
+    add_debug_argument(parser)
     parser.add_argument('--local_rank', '--local-rank', type=int, default=0, help=argparse.SUPPRESS)
     return parser
 
 
-def _registries():
-    from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
+def validate_options(opt, source='options', is_train=None):
+    """Check every key and value against the option schema (:mod:`.option_schema`) before anything is built.
 
-    from .registry import ADAPTER_REGISTRY, NOISE_REGISTRY
-    return dict(
-        arch=ARCH_REGISTRY,
-        dataset=DATASET_REGISTRY,
-        loss=LOSS_REGISTRY,
-        metric=METRIC_REGISTRY,
-        model=MODEL_REGISTRY,
-        adapter=ADAPTER_REGISTRY,
-        noise=NOISE_REGISTRY)
-
-
-def _check_type(registry, section, key, source):
-    from .registry import check_registered
-    if not isinstance(section, dict):
-        raise OptionError(f'{source}: {key} must be a mapping, got {section!r}')
-    check_registered(registry, section.get('type'), f'{source}: {key}.type')
-
-
-def validate_options(opt, source='options'):
-    """Check that every ``type`` is registered and every data/checkpoint path exists, before anything is built.
-
-    ``source`` (the option file) prefixes every message, so the user knows which file and key to fix.
+    ``source``: the option file's name, or an :class:`OptionSources` (messages then name the file that set the key).
     """
-    reg = _registries()
-    if 'model_type' not in opt:
-        raise OptionError(f'{source}: missing key model_type (registered: {", ".join(sorted(reg["model"].keys()))})')
-    from .registry import check_registered
-    check_registered(reg['model'], opt['model_type'], f'{source}: model_type')
-    for key, section in opt.items():
-        if key.startswith('network_'):
-            _check_type(reg['arch'], section, key, source)
-    datasets = opt.get('datasets')
-    if not isinstance(datasets, dict) or not datasets:
-        raise OptionError(f'{source}: missing or empty "datasets" section')
-    for phase, ds in datasets.items():
-        _check_type(reg['dataset'], ds, f'datasets.{phase}', source)
-        for k, v in ds.items():
-            if k.startswith('dataroot') and v is not None and not osp.exists(osp.expanduser(str(v))):
-                raise OptionError(f'{source}: datasets.{phase}.{k}: path "{v}" does not exist; prepare the data '
-                                  '(see README, Data preparation) or fix the path')
-        if isinstance(ds.get('noise'), dict):
-            _check_type(reg['noise'], ds['noise'], f'datasets.{phase}.noise', source)
-    for k, v in (opt.get('train') or {}).items():
-        if k.endswith('_opt') and isinstance(v, dict) and 'type' in v and k != 'optim_g' and not k.startswith('optim'):
-            _check_type(reg['loss'], v, f'train.{k}', source)
-    for name, metric in ((opt.get('val') or {}).get('metrics') or {}).items():
-        _check_type(reg['metric'], metric, f'val.metrics.{name}', source)
-    adapt = opt.get('adapt')
-    if adapt is not None:
-        _check_type(reg['adapter'], adapt, 'adapt', source)
-        if 'loss' in adapt:
-            _check_type(reg['loss'], adapt['loss'], 'adapt.loss', source)
-    meta = opt.get('meta')
-    if isinstance(meta, dict) and 'inner_loss' in meta:
-        _check_type(reg['loss'], meta['inner_loss'], 'meta.inner_loss', source)
-    for k, v in (opt.get('path') or {}).items():
-        if v is not None and (k.startswith('pretrain_network') or k == 'resume_state') and not osp.isfile(v):
-            raise OptionError(f'{source}: path.{k}: checkpoint "{v}" not found')
+    from .option_schema import OptionContext, check_options
+    sources = source if isinstance(source, OptionSources) else None
+    ctx = OptionContext(opt, source=sources.default if sources else source, is_train=is_train, sources=sources)
+    check_options(opt, ctx)
 
 
 def parse_options(root_path, is_train, argv=None):
@@ -164,21 +301,24 @@ def parse_options(root_path, is_train, argv=None):
 
     Returns ``(opt, args)``. Results go under ``root_path`` (``experiments/``, ``results/``, ``tb_logger/``).
     """
-    args = build_parser('Train a network.' if is_train else 'Test / adapt a network.').parse_args(argv)
-    opt = load_config(args.opt)
+    args = build_parser(is_train).parse_args(argv)
+    sources = OptionSources(args.opt)
+    opt = load_config(args.opt, sources)
     opt = merge_cfg_options(opt, args.cfg_options)
+    sources.record_cli(args.cfg_options)
     opt.setdefault('name', osp.splitext(osp.basename(args.opt))[0])
-    opt.setdefault('path', {})
-    opt['path'] = opt['path'] or {}
+    if not isinstance(opt.get('path') or {}, dict):
+        raise OptionError(f'{sources.file_of(("path", ))}: path: expected a mapping, got {opt["path"]!r}')
+    opt['path'] = opt.get('path') or {}
     for key in ('resume_state', ) + tuple(k for k in opt['path'] if k.startswith('pretrain_network')):
-        if opt['path'].get(key):
+        if isinstance(opt['path'].get(key), str):
             opt['path'][key] = osp.expanduser(opt['path'][key])
-    for ds in (opt.get('datasets') or {}).values():
+    for ds in (opt.get('datasets') or {}).values() if isinstance(opt.get('datasets'), dict) else ():
         if isinstance(ds, dict):
             for k in ds:
                 if k.startswith('dataroot') and isinstance(ds[k], str):
                     ds[k] = osp.expanduser(ds[k])
-    validate_options(opt, source=args.opt)
+    validate_options(opt, sources, is_train)
 
     num_gpu = opt.get('num_gpu', 'auto')
     if num_gpu == 'auto':
@@ -193,12 +333,12 @@ def parse_options(root_path, is_train, argv=None):
     opt['rank'], opt['world_size'] = get_dist_info()
 
     seed = opt.get('manual_seed')
-    if seed is None:
-        seed = random.randint(1, 10000)
+    if seed is None:  # BasicSR's random seed for training; a test run is reproducible by default
+        seed = random.randint(1, 10000) if is_train else 0
         opt['manual_seed'] = seed
     set_random_seed(seed + opt['rank'])
 
-    opt['auto_resume'] = args.auto_resume
+    opt['auto_resume'] = getattr(args, 'auto_resume', False)
     opt['is_train'] = is_train
     opt['root_path'] = root_path
     for phase, ds in opt['datasets'].items():

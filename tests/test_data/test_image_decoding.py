@@ -30,6 +30,27 @@ def test_grayscale_replicated_to_three_channels(tmp_path):
         np.testing.assert_allclose(img[..., c], gray / 255., atol=1e-7)
 
 
+def test_gray_mode_is_opencvs_bgr_to_gray_on_the_stored_integers(tmp_path):
+    rng = np.random.default_rng(0)
+    bgr = rng.integers(0, 256, (6, 7, 3), dtype=np.uint8)
+    path = write(tmp_path / 'colour.png', bgr)
+    img = read_image_file(path, 'gray')
+    assert img.dtype == np.float32 and img.shape == (6, 7, 1)
+    expected = cv2.cvtColor(bgr, cv2.COLOR_BGR2GRAY)  # rounded to uint8, as a grey PNG written from it holds
+    np.testing.assert_array_equal(img[..., 0], expected.astype(np.float32) / 255.)
+    b, g, r = (bgr[..., i].astype(np.float64) for i in range(3))
+    assert np.abs(img[..., 0] * 255. - (0.299 * r + 0.587 * g + 0.114 * b)).max() <= 0.5 + 1e-6  # Rec. 601 luma
+    # a colour file read as gray equals the grey file written from OpenCV's conversion, bit for bit
+    grey_file = write(tmp_path / 'grey.png', expected)
+    np.testing.assert_array_equal(read_image_file(grey_file, 'gray'), img)
+    np.testing.assert_array_equal(read_image_file(grey_file, 'rgb'), np.repeat(img, 3, axis=2))
+    bgra = np.concatenate([bgr, np.full((6, 7, 1), 9, np.uint8)], axis=2)  # alpha is dropped in gray mode too
+    np.testing.assert_array_equal(read_image_file(write(tmp_path / 'rgba.png', bgra), 'gray'), img)
+    deep = (bgr.astype(np.uint16) * 257)
+    img16 = read_image_file(write(tmp_path / 'deep.png', deep), 'gray')
+    np.testing.assert_array_equal(img16[..., 0], cv2.cvtColor(deep, cv2.COLOR_BGR2GRAY) / np.float32(65535.))
+
+
 def test_rgba_alpha_dropped(tmp_path):
     bgra = np.zeros((3, 3, 4), np.uint8)
     bgra[..., 0], bgra[..., 3] = 255, 7  # blue, nearly transparent

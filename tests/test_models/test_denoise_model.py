@@ -5,6 +5,7 @@ import subprocess
 import sys
 from os import path as osp
 
+import cv2
 import pytest
 import torch
 import yaml
@@ -14,6 +15,7 @@ from conftest import tiny_dncnn
 from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.models.denoise_model import DenoiseModel, Mixup, ProgressiveSchedule
 from lan_basicsr.test import test_pipeline as run_test_pipeline
+from lan_basicsr.train import train_pipeline
 from lan_basicsr.utils.errors import OptionError
 from tests.conftest import make_paired_folder
 
@@ -224,3 +226,55 @@ def test_recipe_option_files_are_consistent():
     assert not heldout & set(gaussian['datasets']['train']['skimage_images'])
     assert all(set(ds['heldout']) == heldout and ds['split'] == 'heldout' for ds in demo['datasets'].values())
     assert demo['network_g'] == gaussian['network_g']
+
+
+def test_grey_network_trains_and_validates_on_colour_data(tmp_path):
+    """A grey DnCNN trained on colour pairs without a color option: train and val data both follow the network."""
+    pairs = make_paired_folder(str(tmp_path / 'pairs'), num=4, size=(20, 24))
+    data = {'type': 'PairedNoisyDataset', 'dataroot_lq': f'{pairs}/lq', 'dataroot_gt': f'{pairs}/gt'}
+    opt = {
+        'name': 'grey_train',
+        'model_type': 'DenoiseModel',
+        'num_gpu': 0,
+        'manual_seed': 0,
+        'network_g': {
+            **tiny_dncnn(), 'in_nc': 1,
+            'out_nc': 1
+        },
+        'datasets': {
+            'train': {
+                **data, 'name': 'tiny',
+                'gt_size': 16,
+                'batch_size_per_gpu': 2,
+                'num_worker_per_gpu': 0
+            },
+            'val': {
+                **data, 'name': 'tiny_val'
+            }
+        },
+        'train': {
+            'total_iter': 2,
+            'optim_g': {
+                'type': 'Adam',
+                'lr': 1e-3
+            },
+            'pixel_opt': {
+                'type': 'MSELoss'
+            }
+        },
+        'val': {
+            'save_img': True,
+            'metrics': {
+                'psnr': {
+                    'type': 'calculate_psnr'
+                }
+            }
+        },
+    }
+    (tmp_path / 'opt.yml').write_text(yaml.safe_dump(opt))
+    model = train_pipeline(str(tmp_path), argv=['-opt', str(tmp_path / 'opt.yml')])
+    assert 0 < model.metric_results['psnr'] < 100
+    saved = cv2.imread(
+        str(tmp_path / 'experiments' / 'grey_train' / 'visualization' / 'tiny_val' / 'img000_2.png'),
+        cv2.IMREAD_UNCHANGED)
+    assert saved.shape == (20, 24)  # validation images saved grey

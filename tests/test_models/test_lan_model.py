@@ -262,6 +262,42 @@ def test_save_offset(setup):
     np.testing.assert_allclose(adapted, lq + np.tanh(phi), atol=1e-6)
 
 
+def test_save_compare_and_report_section(setup):
+    """save_compare: noisy, GT and the step-0 output of the reset network (= a steps-0 run's output) as PNG."""
+    import cv2
+    report = {'label': 'FT', 'train_noise': {'type': 'GaussianNoise', 'sigma': 25}}
+    run(setup,
+        'adapt.type=FullTrainable',
+        'adapt.lr=0.01',
+        'adapt.save_compare=True',
+        'report.label=FT',
+        'report.train_noise.type=GaussianNoise',
+        'report.train_noise.sigma=25',
+        name='cmp')
+    run(setup, 'adapt.steps=0', name='cmp0')
+    folder = osp.join(setup.root, 'results', 'cmp')
+    for i in range(NUM):
+        saved = {
+            k: cv2.imread(osp.join(folder, 'compare', 'toy', f'img{i:03d}_{k}.png'))
+            for k in ('noisy', 'gt', 'step0')
+        }
+        np.testing.assert_array_equal(saved['noisy'], cv2.imread(osp.join(setup.pairs, 'lq', f'img{i:03d}.png')))
+        np.testing.assert_array_equal(saved['gt'], cv2.imread(osp.join(setup.pairs, 'gt', f'img{i:03d}.png')))
+        pretrained = cv2.imread(osp.join(setup.root, 'results', 'cmp0', 'visualization', 'toy', f'img{i:03d}.png'))
+        adapted = cv2.imread(osp.join(folder, 'visualization', 'toy', f'img{i:03d}.png'))
+        np.testing.assert_array_equal(saved['step0'], pretrained)  # the weights were reset, not left adapted
+        assert np.abs(adapted.astype(int) - pretrained).max() > 0
+    with open(osp.join(folder, 'report.json')) as f:
+        assert yaml.safe_load(f) == report
+    assert not osp.exists(osp.join(setup.root, 'results', 'cmp0', 'compare'))
+    with pytest.raises(OptionError, match='report.train_noise.type: unknown type "Gauss"'):
+        run(setup, 'report.train_noise.type=Gauss', name='bad')
+    with pytest.raises(OptionError, match='report.train_noise: .*photons'):
+        run(setup, 'report.train_noise.type=PoissonGaussianNoise', name='bad')
+    with pytest.raises(OptionError, match='report.colour: unknown key'):
+        run(setup, 'report.colour=red', name='bad')
+
+
 @pytest.mark.parametrize('arch', ['dncnn', 'uformer', 'restormer'])
 @pytest.mark.parametrize('dataset', ['polyu', 'nam'])
 def test_option_files(arch, dataset):

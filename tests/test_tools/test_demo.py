@@ -1,4 +1,4 @@
-"""tools/demo.py: the method list comes from the option file, and the table reads LANModel's summary.csv."""
+"""tools/demo.py: the method list comes from the option file, and the table is the report tool's Table 1."""
 import importlib
 import sys
 from os import path as osp
@@ -24,24 +24,30 @@ def test_methods_are_data_driven(demo):
     opt = load_config(osp.join(ROOT, demo.DEFAULT_OPT))
     assert [m['key'] for m in demo.demo_methods(opt)] == ['pretrained', 'lan', 'full', 'meta']
     assert [m['key'] for m in demo.demo_methods(opt, ['full'])] == ['full']
-    opt['demo']['methods'].append({'key': 'meta', 'label': 'meta', 'cfg_options': {'adapt.type': 'FullTrainable'}})
-    assert demo.demo_methods(opt)[-1]['key'] == 'meta'
+    opt['demo']['methods'].append({'key': 'extra', 'label': 'extra', 'cfg_options': {'adapt.type': 'FullTrainable'}})
+    assert demo.demo_methods(opt)[-1]['key'] == 'extra'
     with pytest.raises(OptionError, match='unknown key'):
         demo.demo_methods(opt, ['nope'])
     with pytest.raises(OptionError, match='lists no demo methods'):
         demo.demo_methods({})
+    opt['demo']['methods'].append({'key': 'extra'})  # two runs would share one results folder
+    with pytest.raises(OptionError, match='a key is listed twice'):
+        demo.demo_methods(opt)
 
 
-def test_table_from_summaries(demo, tmp_path):
-    path = tmp_path / 'summary.csv'
-    path.write_text('dataset,step,psnr,ssim,images\nA,0,25.000000,0.500000,3\nA,20,26.000000,0.600000,3\n')
-    lan = demo.read_summary(str(path))
-    assert lan == {'A': {0: (25., 0.5, 3), 20: (26., 0.6, 3)}}
-    methods = [{'key': 'pretrained', 'label': 'pretrained'}, {'key': 'lan', 'label': 'LAN'}]
-    table = demo.format_table(methods, [{'A': {0: lan['A'][0]}}, lan], {'A': (18., 0.3)})
-    assert table.splitlines()[:5] == [
-        'A (3 images), PSNR (dB) / SSIM after k adaptation steps (noisy input: 18.00 / 0.3000):', '',
-        '| method | k = 0 | k = 20 |', '|---|---|---|', '| pretrained | 25.00 / 0.5000 |  |'
-    ]
-    assert table.splitlines()[5] == '| LAN | 25.00 / 0.5000 | 26.00 / 0.6000 |'
+def test_table_and_report_come_from_the_report_tool(demo, report_runs):
+    """The demo's table is lan_basicsr.report's Table 1 of its runs (labels from demo.methods), written as is."""
+    from lan_basicsr.report import table1
+    results = osp.dirname(report_runs['lan'])
+    methods = [{'key': 'pre', 'label': 'pretrained'}, {'key': 'lan', 'label': 'LAN (lr 0.05)'}]
+    table, paths = demo.write_report('toy', methods, results)
+    labels = {'toy_pre': 'pretrained', 'toy_lan': 'LAN (lr 0.05)'}
+    expected = table1([report_runs['pre'], report_runs['lan']], labels=labels)
+    assert table == expected.markdown()
+    pre = expected.cell('toy', 'pretrained', 0)
+    assert table.splitlines()[4] == f'| pretrained | {pre["psnr"]:.2f} / {pre["ssim"]:.4f} |  |  |'
+    assert table.splitlines()[5].startswith('| LAN (lr 0.05) | ')
+    with open(osp.join(results, 'toy_table.md')) as f:
+        assert f.read() == table
+    assert osp.isfile(osp.join(results, 'toy_report', 'index.html')) and paths['index.html'].endswith('index.html')
     assert demo._cli_value([1, 2]) == '[1,2]' and demo._cli_value(None) == 'None'

@@ -78,10 +78,19 @@ def test_validate_unknown_types_list_registered_names(paired_folder):
     with pytest.raises(OptionError, match=r'datasets\.test\.type: unknown type "Missing".*PairedImageDataset'):
         validate_options(bad, 'x.yml')
     with pytest.raises(OptionError, match=r'meta\.inner_loss\.type: unknown type "ZSN2N".*ZSN2NLoss'):
-        validate_options(_minimal(paired_folder, meta={'inner_loss': {'type': 'ZSN2N'}}), 'x.yml')
+        validate_options(
+            _minimal(paired_folder, model_type='MetaDenoiseModel', meta={'inner_loss': {
+                'type': 'ZSN2N'
+            }}), 'x.yml')
     with pytest.raises(
             OptionError, match=r'adapt\.loss\.type: unknown type "Nbr"; registered loss types: .*Nbr2NbrLoss'):
-        validate_options(_minimal(paired_folder, adapt={'type': 'LAN', 'loss': {'type': 'Nbr'}}), 'x.yml')
+        validate_options(
+            _minimal(paired_folder, model_type='LANModel', adapt={
+                'type': 'LAN',
+                'loss': {
+                    'type': 'Nbr'
+                }
+            }), 'x.yml')
     with pytest.raises(OptionError, match=r'val\.metrics\.psnr\.type: unknown type "calc"'):
         validate_options(_minimal(paired_folder, val={'metrics': {'psnr': {'type': 'calc'}}}), 'x.yml')
 
