@@ -1,6 +1,6 @@
 # python benchmarks/adapt_cost.py                       # small configs on CPU (a few minutes), full ones on a GPU
-# python benchmarks/adapt_cost.py --configs full --device cuda --steps 10 --images 4
-"""Cost of test-time adaptation: LAN vs FullTrainable (the paper's Table 2) and our loop vs the official loop.
+# python benchmarks/adapt_cost.py --configs full --device cuda --steps 10
+"""Cost of test-time adaptation: LAN vs FullTrainable (the paper's Table 2); the official loop re-enacted.
 
 Part 1, for each arch and each loss at 256x256: time per adaptation step (loss forward + backward + optimiser
 step; best of ``--steps`` after one warm-up step, the least disturbed by other load on the machine) and peak
@@ -9,12 +9,9 @@ CPU: peak RSS (VmHWM, reset through ``/proc/self/clear_refs`` once the imports a
 moment, so it counts the network, the optimiser state and the activations, not the Python/torch baseline. On GPU:
 ``torch.cuda.max_memory_allocated`` (network included).
 
-Part 2, per arch (LAN, each loss): our per-image time (``lan_basicsr.models.lan_model.adapt_image``: one loss per
-step whose network output is scored, the network kept in memory) vs a re-enactment of the official loop
-(chjinny/LAN ``main.py``: model re-created and checkpoint re-read from disk for every image, an extra no-grad forward
-every step just for scoring). Both score with the same float PSNR/SSIM and, for Nbr2Nbr, draw masks from the same
-per-image generator (the official global counter seed is the one thing not re-enacted), so their scores must be
-identical: the script asserts it.
+``official_image`` re-enacts the official per-image loop (chjinny/LAN ``main.py``: model re-created and checkpoint
+re-read from disk for every image, an extra no-grad forward every step just for scoring); ``benchmarks/throughput.py``
+times our loop against it.
 
 ``--configs small`` (default without CUDA) uses reduced widths/depths so that the CPU run takes minutes; the ratios,
 not the absolute times, are the point there. ``--configs full`` builds the released configurations.
@@ -22,10 +19,8 @@ not the absolute times, are the point there. ``--configs full`` builds the relea
 import argparse
 import json
 import os
-import statistics
 import subprocess
 import sys
-import tempfile
 import time
 from os import path as osp
 
@@ -198,40 +193,6 @@ def official_image(ckpt, arch_opt, loss_fn, lq, gt, steps, generator, device):
     return [s['psnr'] for s in psnr], [s['ssim'] for s in psnr]
 
 
-def compare_loops(args, arch, loss_name, device):
-    """Per-image time of our loop vs the official one on the same images; asserts identical scores."""
-    import torch
-    from basicsr.utils.registry import LOSS_REGISTRY
-
-    from lan_basicsr.models.lan_model import adapt_image, build_adapter
-    arch_opt = arch_config(args.configs, arch)
-    loss_fn = LOSS_REGISTRY.get(loss_name)().to(device)
-    with tempfile.TemporaryDirectory() as tmp:
-        ckpt = osp.join(tmp, 'net.pth')
-        torch.save({'params': _build(arch_opt, 'cpu').state_dict()}, ckpt)
-        net = _build(arch_opt, device, seed=1)
-        from lan_basicsr.utils.checkpoint import load_network
-        load_network(net, ckpt)  # once per run
-        adapter = build_adapter(net, {'type': 'LAN'})
-        ours, official = [], []
-        for index in range(-1, args.images):  # image -1: a one-step warm-up of both loops, not timed
-            lq, gt = _test_image(args.size, 100 + index, device)
-            steps = args.loop_steps if index >= 0 else 1
-            _sync(device)
-            start = time.perf_counter()
-            generator = torch.Generator().manual_seed(index + 1)
-            result = adapt_image(net, adapter, loss_fn, lq, gt, steps, generator, METRICS)
-            _sync(device)
-            ours.append(time.perf_counter() - start)
-            start = time.perf_counter()
-            generator = torch.Generator().manual_seed(index + 1)
-            psnr, ssim = official_image(ckpt, arch_opt, loss_fn, lq, gt, steps, generator, device)
-            _sync(device)
-            official.append(time.perf_counter() - start)
-            assert psnr == result.psnr and ssim == result.ssim, (arch, loss_name, index, psnr, result.psnr)
-    return statistics.median(ours[1:]), statistics.median(official[1:])
-
-
 def main(argv=None):
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument('--measure', nargs=3, metavar=('ARCH', 'LOSS', 'METHOD'), help=argparse.SUPPRESS)
@@ -239,8 +200,6 @@ def main(argv=None):
     parser.add_argument('--device', default=None, help='cpu or cuda (default: cuda when available)')
     parser.add_argument('--size', type=int, default=256, help='image side (default 256, as Table 2)')
     parser.add_argument('--steps', type=int, default=4, help='timed steps per measurement (best kept), after a warm-up')
-    parser.add_argument('--images', type=int, default=2, help='images for the loop comparison')
-    parser.add_argument('--loop-steps', type=int, default=3, help='adaptation steps per image in the comparison')
     parser.add_argument('--threads', type=int, default=None, help='torch threads on CPU (default: all cores)')
     parser.add_argument('--archs', nargs='+', default=list(CONFIGS['small']), choices=list(CONFIGS['small']))
     args = parser.parse_args(argv)
@@ -274,16 +233,6 @@ def main(argv=None):
                 flush=True)
     print('(paper, LAN / full-trainable at 256x256, time / memory: Restormer ZS-N2N 79.9% / 93.3%, Nbr2Nbr 93.0% / '
           '92.2%; Uformer ZS-N2N 74.1% / 73.8%, Nbr2Nbr 85.2% / 74.2%)')
-    print()
-    print(f'Per-image time, LAN, {args.loop_steps} steps, {args.images} images (median): ours vs the official loop '
-          '(model + checkpoint reloaded per image, extra scoring forward per step); scores asserted identical')
-    header = f'{"arch":<10} {"loss":<12} {"ours s":>9} {"official s":>11} {"ours/official":>14}'
-    print(header)
-    print('-' * len(header))
-    for arch in args.archs:
-        for loss in LOSSES:
-            ours, official = compare_loops(args, arch, loss, device)
-            print(f'{arch:<10} {loss:<12} {ours:9.3f} {official:11.3f} {100 * ours / official:13.1f}%', flush=True)
     print(f'total {time.time() - start:.0f} s')
 
 

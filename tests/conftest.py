@@ -36,9 +36,31 @@ def make_paired_folder(root, num=6, size=(24, 32), sigma=20, seed=0):
     return root
 
 
+def paired_datasets(pairs, name='toy'):
+    """The ``datasets`` section of a test-time run on a folder made by :func:`make_paired_folder`."""
+    return {
+        'test': {
+            'name': name,
+            'type': 'PairedNoisyDataset',
+            'dataroot_lq': f'{pairs}/lq',
+            'dataroot_gt': f'{pairs}/gt'
+        }
+    }
+
+
 @pytest.fixture
 def paired_folder(tmp_path):
     return make_paired_folder(str(tmp_path / 'pairs'))
+
+
+def pytest_collection_modifyitems(config, items):
+    """Tests marked ``cuda`` are skipped where no CUDA device is visible (CI); ``benchmarks/gpu_check.sh`` runs them."""
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason='needs a CUDA device (run by benchmarks/gpu_check.sh)')
+    for item in items:
+        if item.get_closest_marker('cuda') is not None:
+            item.add_marker(skip)
 
 
 @pytest.fixture(autouse=True)
@@ -88,14 +110,7 @@ def make_report_runs(root, gray=False):
                 'sigma': 20
             }
         },
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
+        'datasets': paired_datasets(pairs),
     }
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:

@@ -1,8 +1,10 @@
 """What is adapted at test time: the common interface and the optimiser construction.
 
 An adapter owns the per-image adaptation state of a frozen-or-not network: ``reset(lq)`` starts a fresh state for a
-new image (new optimiser, trainable tensors back to their reference values), ``adapted_input(lq)`` gives the tensor
-the network sees, ``trainable_parameters()`` what the optimiser updates. LANModel drives the loop; the adapters
+new image, or for a batch of B images adapted together as if one at a time (new optimiser, trainable tensors back to
+their reference values, one copy per image), ``adapted_input(lq)`` gives the tensor the network sees,
+``network(net)`` the network to run (``net`` itself, or per-image weights), ``trainable_parameters()`` what the
+optimiser updates, ``grads_finite()`` which images' gradients are finite. LANModel drives the loop; the adapters
 only decide *what* moves and from *where* it starts.
 """
 import math
@@ -13,7 +15,12 @@ import torch
 from lan_basicsr.utils.errors import OptionError
 from lan_basicsr.utils.option_schema import Number, TorchOptimizer, check_optimizer_arguments
 
-__all__ = ['BaseAdapter', 'build_optimizer']
+__all__ = ['BaseAdapter', 'build_optimizer', 'ELEMENTWISE_OPTIMIZERS']
+
+# torch.optim classes whose update of an element depends on that element's gradient history only: a tensor holding
+# B images' copies (B,...) is then updated exactly as B separate tensors, so a batch adapts as one image at a time.
+ELEMENTWISE_OPTIMIZERS = ('Adam', 'AdamW', 'SGD', 'RMSprop', 'Adagrad', 'Adadelta', 'Adamax', 'NAdam', 'RAdam', 'Rprop',
+                          'ASGD')
 
 
 def build_optimizer(params, lr, optim=None, where='adapt.optim'):
@@ -63,19 +70,27 @@ class BaseAdapter:
         self.optimizer = None
 
     def reset(self, lq):
-        """Start a fresh adaptation state for the image ``lq`` (1,C,H,W); return the new optimiser."""
+        """Start a fresh adaptation state for the images ``lq`` (B,C,H,W; each its own state); return the optimiser."""
         raise NotImplementedError
 
     def adapted_input(self, lq):
         """The network input for ``lq`` under the current state (differentiable w.r.t. the trainable tensors)."""
         return lq
 
+    def network(self, net):
+        """What the loss runs under the current state: ``net`` (the network as the loop was given it) by default."""
+        return net
+
     def trainable_parameters(self):
         """List of the tensors the optimiser updates."""
         raise NotImplementedError
 
+    def grads_finite(self):
+        """(B,) bool tensor on the device: whether each image's gradients are all finite (nothing waits for it)."""
+        return _rows_finite(self.trainable_parameters())
+
     def offset(self):
-        """The learnable input offset (LAN's φ, detached), or None when the network itself is adapted."""
+        """The learnable input offset (LAN's φ, B,C,H,W, detached), or None when the network itself is adapted."""
         return None
 
     def _new_optimizer(self):
@@ -85,3 +100,9 @@ class BaseAdapter:
     def __repr__(self):
         n = sum(p.numel() for p in self.trainable_parameters()) if self.optimizer is not None else '?'
         return f'{type(self).__name__}(lr={self.lr:g}, optim={self.optim_opt}, trainable={n})'
+
+
+def _rows_finite(tensors):
+    """Per image (the leading dimension of every tensor), whether all the tensors' gradients are finite."""
+    flags = [t.grad.isfinite().flatten(1).all(1) for t in tensors if t.grad is not None]
+    return torch.stack(flags).all(0) if flags else None

@@ -2,8 +2,11 @@
 
 The reference weights (the pretrained checkpoint, or ``init_path`` such as meta-learned weights) are kept in memory
 and copied back on every reset, so an image's adaptation never leaks into the next one and nothing is re-read
-from disk.
+from disk. A reset for a batch of B images gives each image its own copy of the trainable weights
+(:class:`~lan_basicsr.adapters.per_image.PerImageWeights`); a batch of one adapts the module's weights in place.
 """
+import math
+
 import torch
 from basicsr.utils import get_root_logger
 
@@ -11,6 +14,7 @@ from lan_basicsr.utils.errors import OptionError
 from lan_basicsr.utils.option_schema import CheckpointPath, Str
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY
 from .base_adapter import BaseAdapter
+from .per_image import PerImageWeights, parameter_names
 
 __all__ = ['NetworkAdapter', 'FullTrainable', 'FirstLayer', 'LastLayer', 'parameter_module_calls']
 
@@ -70,6 +74,7 @@ class NetworkAdapter(BaseAdapter):
         self._params = list(net.parameters())
         self._reference = [p.detach().clone() for p in self._params]
         self._trainable = None
+        self._stacked = None  # per-image copies of the trainable tensors while a batch of B > 1 is adapted
 
     def select(self, lq):
         """Return the list of parameters to adapt (called at the first reset, with the first image)."""
@@ -77,7 +82,7 @@ class NetworkAdapter(BaseAdapter):
 
     def reset(self, lq):
         if self._trainable is None:
-            self._trainable = list(self.select(lq))
+            self._trainable = list(self.select(lq[:1]))
             trainable_ids = {id(p) for p in self._trainable}
             for p in self._params:
                 p.requires_grad_(id(p) in trainable_ids)
@@ -86,10 +91,34 @@ class NetworkAdapter(BaseAdapter):
             for p, ref in zip(self._params, self._reference):
                 p.copy_(ref)
                 p.grad = None
+        self._stacked = None
+        if lq.shape[0] > 1:
+            reference = {id(p): ref for p, ref in zip(self._params, self._reference)}
+            self._stacked = [
+                reference[id(p)].unsqueeze(0).repeat(lq.shape[0], *[1] * p.dim()).requires_grad_()
+                for p in self._trainable
+            ]
         return self._new_optimizer()
 
+    def network(self, net):
+        if self._stacked is None:
+            return net
+        names = parameter_names(net, self._trainable)
+        if names is None:
+            raise OptionError(f'adapt.batch_size > 1 with adapt.type {type(self).__name__}: the network the loop runs '
+                              '(e.g. a tiled wrapper) does not expose the adapted parameters; set adapt.batch_size: 1')
+        return PerImageWeights(net, dict(zip(names, self._stacked)))
+
     def trainable_parameters(self):
-        return list(self._trainable or [])
+        return list(self._stacked if self._stacked is not None else self._trainable or [])
+
+    def grads_finite(self):
+        if self._stacked is not None:
+            return super().grads_finite()
+        grads = [p.grad for p in self._trainable if p.grad is not None]
+        if not grads:
+            return None
+        return torch.stack(torch._foreach_norm(grads, math.inf)).isfinite().all().reshape(1)  # NaN/inf anywhere
 
     def __repr__(self):
         n = sum(p.numel() for p in self._trainable) if self._trainable is not None else '?'

@@ -9,17 +9,27 @@ from typing import NamedTuple, Optional
 
 import torch
 
-__all__ = ['SelfSupervisedOutput', 'check_noisy', 'even_crop']
+__all__ = ['SelfSupervisedOutput', 'check_noisy', 'even_crop', 'image_mean']
 
 
 class SelfSupervisedOutput(NamedTuple):
     """What a self-supervised loss returns.
 
-    ``loss``: scalar tensor to back-propagate. ``output``: the network's output on the full-size input, which the loss
-    computes anyway; the adapter scores a step with it instead of running the network once more.
+    ``loss``: scalar tensor to back-propagate (for a batch: the mean of the per-image losses). ``output``: the
+    network's output on the full-size input, which the loss computes anyway; the adapter scores a step with it instead
+    of running the network once more. ``per_image``: optional (B,) tensor, each image's loss computed from that image
+    alone (``loss == per_image.mean()``); a loss that provides it can adapt a batch of images as if one at a time
+    (LANModel back-propagates ``per_image.sum()``, so each image gets its own gradient); without it LANModel adapts one
+    image at a time.
     """
     loss: torch.Tensor
     output: Optional[torch.Tensor]
+    per_image: Optional[torch.Tensor] = None
+
+
+def image_mean(x):
+    """Mean of ``x`` (B,...) over everything but the batch dimension: (B,), in any memory format."""
+    return x.mean(dim=tuple(range(1, x.dim())))
 
 
 def check_noisy(noisy):

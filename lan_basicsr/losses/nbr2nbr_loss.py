@@ -24,7 +24,7 @@ import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
 
-from .loss_util import SelfSupervisedOutput, check_noisy
+from .loss_util import SelfSupervisedOutput, check_noisy, image_mean
 
 __all__ = ['NEIGHBOUR_PAIRS', 'Nbr2NbrLoss', 'sample_neighbour_pairs', 'subsample']
 
@@ -38,6 +38,8 @@ def sample_neighbour_pairs(img, generators=None):
     ``idx1``/``idx2`` hold the cell position (0..3, row-major) that g1/g2 take. ``generators``: one
     ``torch.Generator`` per image (on any device: indices are drawn there, then moved to ``img``'s device) so that
     an image's draw does not depend on the batch it is in; ``None`` draws from the global RNG on ``img``'s device.
+    Nothing waits for the device: draws made on the CPU for a CUDA image go through pinned memory, asynchronously,
+    and the pair table is arithmetic, not a tensor copied to the device.
     """
     b, _, h, w = img.shape
     h2, w2 = h // 2, w // 2
@@ -49,11 +51,20 @@ def sample_neighbour_pairs(img, generators=None):
         if len(generators) != b:
             raise ValueError(f'Neighbor2Neighbor sampler: got {len(generators)} generators for a batch of {b} images '
                              '(one torch.Generator per image is needed)')
-        draw = torch.stack([
-            torch.randint(len(NEIGHBOUR_PAIRS), (h2, w2), generator=g, device=g.device).to(device) for g in generators
-        ])
-    first, second = torch.tensor(NEIGHBOUR_PAIRS, dtype=torch.long, device=device).unbind(1)
-    return torch.take(first, draw), torch.take(second, draw)
+        draws = [torch.randint(len(NEIGHBOUR_PAIRS), (h2, w2), generator=g, device=g.device) for g in generators]
+        draw = torch.stack([d.to(draws[0].device) for d in draws])  # the generators normally share one device
+        if draw.device != device:
+            pinned = device.type == 'cuda' and draw.device.type == 'cpu'
+            draw = draw.pin_memory().to(device, non_blocking=True) if pinned else draw.to(device)
+    return _pair_positions(draw)
+
+
+def _pair_positions(draw):
+    """``NEIGHBOUR_PAIRS[draw]`` as two index tensors: pairs 0-3 are (0,1) (0,2) (1,3) (2,3), 4-7 the same reversed."""
+    k = draw % 4
+    low, high = (k - 1).clamp(min=0), (k + 1).clamp(max=3)
+    reverse = draw >= 4
+    return torch.where(reverse, high, low), torch.where(reverse, low, high)
 
 
 def _flat_offsets(idx, width):
@@ -61,8 +72,8 @@ def _flat_offsets(idx, width):
     h2, w2 = idx.shape[-2:]
     device = idx.device
     cell_corner = (2 * width) * torch.arange(h2, device=device).view(h2, 1) + 2 * torch.arange(w2, device=device)
-    in_cell = torch.tensor((0, 1, width, width + 1), dtype=torch.long, device=device)  # positions 0 1 / 2 3
-    return (cell_corner + torch.take(in_cell, idx)).flatten(1)  # B,H/2*W/2
+    in_cell = (idx // 2) * width + idx % 2  # positions 0 1 / 2 3 of the cell
+    return (cell_corner + in_cell).flatten(1)  # B,H/2*W/2
 
 
 def subsample(img, idx):
@@ -110,5 +121,5 @@ class Nbr2NbrLoss(nn.Module):
         diff = net(sub1).clamp(0, 1) - sub2
         exp_diff = subsample(reference, idx1) - subsample(reference, idx2)
         lam = step / total_steps * self.gamma
-        loss = torch.mean(diff**2) + lam * torch.mean((diff - exp_diff)**2)
-        return SelfSupervisedOutput(self.loss_weight * loss, output)
+        per_image = self.loss_weight * (image_mean(diff**2) + lam * image_mean((diff - exp_diff)**2))
+        return SelfSupervisedOutput(per_image.mean(), output, per_image)

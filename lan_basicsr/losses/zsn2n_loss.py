@@ -11,32 +11,27 @@ read in a fork's unmodified copy):
 - ``f(y)`` runs on the full image; the odd-size rule (see :mod:`.loss_util`) drops a ragged last row/column of ``y``
   and ``f(y)`` before down-sampling, exactly as the official stride-2 convolution does.
 """
-import torch
 from basicsr.utils.registry import LOSS_REGISTRY
 from torch import nn
-from torch.nn import functional as F
 
-from .loss_util import SelfSupervisedOutput, check_noisy, even_crop
+from .loss_util import SelfSupervisedOutput, check_noisy, even_crop, image_mean
 
 __all__ = ['ZSN2NLoss', 'pair_downsample']
-
-# Depthwise 2x2 stride-2 filters of ZS-N2N: each averages one diagonal of every 2x2 cell.
-_FILTER_D1 = ((0.0, 0.5), (0.5, 0.0))
-_FILTER_D2 = ((0.5, 0.0), (0.0, 0.5))
 
 
 def pair_downsample(img):
     """Split ``img`` (B,C,H,W) into the two half-size ZS-N2N sub-images ``(D1 img, D2 img)``.
 
     D1 averages the anti-diagonal of each 2x2 cell, D2 the diagonal; the two share no pixel, so their noise is
-    independent for pixel-independent noise. Differentiable; an odd last row/column is ignored.
+    independent for pixel-independent noise. Differentiable; an odd last row/column is ignored. The official code
+    applies the filters [[0, .5], [.5, 0]] and [[.5, 0], [0, .5]] as a stride-2 convolution; the strided sums here are
+    the same numbers bit for bit (0.5 a + 0.5 b and (a + b) / 2 round alike) without a convolution or a filter tensor
+    made on the device.
     """
-    c = img.shape[1]
-    # One depthwise conv with channel multiplier 2: input channel k gives output channels 2k (D1) and 2k+1 (D2).
-    weight = torch.tensor((_FILTER_D1, _FILTER_D2), dtype=img.dtype, device=img.device)
-    weight = weight.unsqueeze(1).repeat(c, 1, 1, 1)  # 2C,1,2,2
-    out = F.conv2d(img, weight, stride=2, groups=c)
-    return out[:, 0::2].contiguous(), out[:, 1::2].contiguous()
+    img = even_crop(img)
+    top_left, top_right = img[..., 0::2, 0::2], img[..., 0::2, 1::2]
+    bottom_left, bottom_right = img[..., 1::2, 0::2], img[..., 1::2, 1::2]
+    return (top_right + bottom_left) / 2, (top_left + bottom_right) / 2
 
 
 @LOSS_REGISTRY.register()
@@ -45,7 +40,8 @@ class ZSN2NLoss(nn.Module):
 
     Call as ``loss_fn(net, noisy, step=0, total_steps=20, generators=None)``; ``step``, ``total_steps`` and
     ``generators`` are accepted for a common signature and ignored (the loss is deterministic). Returns
-    :class:`SelfSupervisedOutput` whose ``output`` is ``net(noisy)`` at full size and still part of the graph.
+    :class:`SelfSupervisedOutput` whose ``output`` is ``net(noisy)`` at full size and still part of the graph, and
+    whose ``per_image`` holds each image's loss (its own mean squared errors).
 
     Args:
         loss_weight (float): Multiplies the loss. Default: 1.0.
@@ -58,9 +54,10 @@ class ZSN2NLoss(nn.Module):
     def forward(self, net, noisy, step=0, total_steps=20, generators=None):
         check_noisy(noisy)
         output = net(noisy)
-        d1, d2 = pair_downsample(even_crop(noisy))
+        d1, d2 = pair_downsample(noisy)
         pred1, pred2 = net(d1), net(d2)
-        out_d1, out_d2 = pair_downsample(even_crop(output))
-        loss_res = 0.5 * (F.mse_loss(pred1, d2) + F.mse_loss(pred2, d1))
-        loss_cons = 0.5 * (F.mse_loss(pred1, out_d1) + F.mse_loss(pred2, out_d2))
-        return SelfSupervisedOutput(self.loss_weight * (loss_res + loss_cons), output)
+        out_d1, out_d2 = pair_downsample(output)
+        loss_res = 0.5 * (image_mean((pred1 - d2)**2) + image_mean((pred2 - d1)**2))
+        loss_cons = 0.5 * (image_mean((pred1 - out_d1)**2) + image_mean((pred2 - out_d2)**2))
+        per_image = self.loss_weight * (loss_res + loss_cons)  # each image's mean squared errors, its own
+        return SelfSupervisedOutput(per_image.mean(), output, per_image)

@@ -7,7 +7,7 @@ from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.archs.restormer_arch import Restormer
 from lan_basicsr.archs.uformer_arch import Uformer
 from lan_basicsr.losses.zsn2n_loss import ZSN2NLoss
-from lan_basicsr.models.lan_model import adapt_image, build_adapter
+from lan_basicsr.models.lan_model import adapt_batch, adapt_image, build_adapter
 from lan_basicsr.utils.errors import OptionError
 
 
@@ -107,3 +107,44 @@ def test_bad_layer_name():
         FirstLayer(_net(), layer='model.9')
     with pytest.raises(OptionError, match='has no parameters'):
         FirstLayer(_net(), layer='model.1')  # a ReLU
+
+
+@pytest.mark.parametrize('adapter_type', ['FullTrainable', 'FirstLayer'])
+def test_a_batch_gets_per_image_weights_equal_to_one_at_a_time(adapter_type):
+    """reset(B images): each image its own weight copies (vmap); three Adam steps as three separate adaptations."""
+    net = _net()
+    before = {k: v.clone() for k, v in net.state_dict().items()}
+    lq = torch.rand(3, 3, 12, 10, generator=torch.Generator().manual_seed(0))
+    adapter = build_adapter(net, {'type': adapter_type, 'lr': 1e-2})
+    batched = adapt_batch(net, adapter, ZSN2NLoss(), lq, lq.clamp(0, 1), steps=3)
+    stacked = adapter.trainable_parameters()
+    assert all(t.shape[0] == 3 for t in stacked)
+    assert len(stacked) == (6 if adapter_type == 'FullTrainable' else 2)
+    assert _changed(net, before) == []  # the module's own weights stay the reference ones
+    for i in range(3):
+        alone = adapt_image(
+            net,
+            build_adapter(net, {
+                'type': adapter_type,
+                'lr': 1e-2
+            }),
+            ZSN2NLoss(),
+            lq[i:i + 1],
+            lq[i:i + 1].clamp(0, 1),
+            steps=3)
+        assert batched[i].psnr == pytest.approx(alone.psnr, abs=1e-4)
+        assert batched[i].loss == pytest.approx(alone.loss, rel=1e-5)
+        torch.testing.assert_close(batched[i].output, alone.output, rtol=0, atol=1e-5)
+        for copy, p in zip(stacked, adapter._trainable):  # image i's copy ended where its own adaptation did
+            alone_p = dict(net.named_parameters())[next(n for n, q in net.named_parameters() if q is p)]
+            torch.testing.assert_close(copy[i].detach(), alone_p.detach(), rtol=0, atol=1e-6)
+        net.load_state_dict(before)
+
+
+def test_per_image_weights_need_the_parameters_in_the_network_run():
+    net = _net()
+    adapter = build_adapter(net, {'type': 'FullTrainable'})
+    adapter.reset(torch.rand(2, 3, 8, 8))
+    with pytest.raises(OptionError, match='adapt.batch_size: 1'):
+        adapter.network(lambda x: net(x))  # a callable that hides the module: no per-image weights possible
+    assert adapter.network(net) is not net

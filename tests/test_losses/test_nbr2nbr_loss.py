@@ -26,6 +26,14 @@ def test_pairs_table_is_the_eight_ordered_4_neighbour_pairs():
     assert all(p != q and (p, q) not in DIAGONALS for p, q in NEIGHBOUR_PAIRS)
 
 
+def test_pairs_are_the_table_entries_of_each_generator_draw():
+    idx1, idx2 = sample_neighbour_pairs(torch.empty(2, 1, 16, 12), _gens(5, 6))
+    table = torch.tensor(NEIGHBOUR_PAIRS)
+    for k, seed in enumerate((5, 6)):
+        draw = torch.randint(8, (8, 6), generator=torch.Generator().manual_seed(seed))
+        assert torch.equal(idx1[k], table[draw, 0]) and torch.equal(idx2[k], table[draw, 1])
+
+
 def test_each_cell_gives_two_distinct_non_diagonal_neighbours():
     img = _position_image(2, 3, 8, 10)
     idx1, idx2 = sample_neighbour_pairs(img, _gens(0, 1))
@@ -94,9 +102,10 @@ def test_per_image_independence_of_batch_composition_and_order():
     assert torch.equal(reordered[0][0], batch[0][2]) and torch.equal(reordered[0][1], batch[0][0])
     # The loss of a batch is the mean of the per-image losses (equal sizes), each with its own masks.
     loss_fn = Nbr2NbrLoss()
-    both = loss_fn(lambda x: x * x, imgs[:2], 7, 20, _gens(10, 11)).loss
+    both = loss_fn(lambda x: x * x, imgs[:2], 7, 20, _gens(10, 11))
     alone = [loss_fn(lambda x: x * x, imgs[k:k + 1], 7, 20, _gens(s)).loss for k, s in enumerate((10, 11))]
-    assert torch.allclose(both, sum(alone) / 2)
+    assert torch.allclose(both.loss, sum(alone) / 2)
+    assert both.per_image.shape == (2, ) and torch.allclose(both.per_image, torch.stack(alone))
 
 
 def test_generator_count_must_match_batch():

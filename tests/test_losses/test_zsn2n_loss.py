@@ -45,6 +45,16 @@ def test_pair_downsample_channels_and_batch_independent():
     assert torch.allclose(d2, (x[..., 0::2, 0::2] + x[..., 1::2, 1::2]) / 2)
 
 
+@pytest.mark.parametrize('dtype', [torch.float32, torch.float64])
+def test_pair_downsample_is_the_official_stride2_convolution_bit_for_bit(dtype):
+    x = torch.randn(2, 3, 37, 50, dtype=dtype)  # odd height: the last row belongs to no cell
+    weight = torch.tensor((((0., .5), (.5, 0.)), ((.5, 0.), (0., .5))), dtype=dtype).unsqueeze(1).repeat(3, 1, 1, 1)
+    official = torch.nn.functional.conv2d(x, weight, stride=2, groups=3)
+    for img in (x, x.contiguous(memory_format=torch.channels_last)):
+        d1, d2 = pair_downsample(img)
+        assert torch.equal(d1, official[:, 0::2]) and torch.equal(d2, official[:, 1::2])
+
+
 def test_identity_network_hand_value():
     # f = identity: L_res = (mse(D1, D2) + mse(D2, D1)) / 2 = mse(D1, D2); L_cons = 0 (f(D y) = D f(y)).
     # D1 - D2 = [3, 3, -2, 1] -> squares 9, 9, 4, 1 -> mean 23 / 4 = 5.75.
@@ -113,9 +123,12 @@ def test_gradient_equals_fully_attached_reference():
 def test_batch_is_mean_of_images():
     y2 = torch.rand(1, 1, 4, 4, dtype=torch.float64)
     loss_fn = ZSN2NLoss()
-    both = loss_fn(lambda x: x * x, torch.cat([_y(), y2])).loss
-    alone = (loss_fn(lambda x: x * x, _y()).loss + loss_fn(lambda x: x * x, y2).loss) / 2
-    assert torch.allclose(both, alone)
+    both = loss_fn(lambda x: x * x, torch.cat([_y(), y2]))
+    alone = [loss_fn(lambda x: x * x, y).loss for y in (_y(), y2)]
+    assert torch.allclose(both.loss, (alone[0] + alone[1]) / 2)
+    # per_image: each image's own loss, as if alone
+    assert both.per_image.shape == (2, ) and torch.allclose(both.per_image, torch.stack(alone))
+    assert loss_fn(nn.Identity(), _y()).per_image.tolist() == [5.75]
 
 
 def test_odd_size_crops_last_row_and_column_for_loss_only():

@@ -1,5 +1,6 @@
 """LANModel through the real test pipeline on a tiny DnCNN and generated 16x24 images (3 adaptation steps)."""
 import csv
+import inspect
 import logging
 import os
 from os import path as osp
@@ -9,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 import yaml
-from conftest import ROOT, make_paired_folder, tiny_dncnn
+from conftest import ROOT, make_paired_folder, paired_datasets, tiny_dncnn
 
 from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.losses.zsn2n_loss import ZSN2NLoss
@@ -40,14 +41,7 @@ def setup(tmp_path):
         'adapt': {
             'steps': STEPS
         },
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
+        'datasets': paired_datasets(pairs),
     }
     opt_path = tmp_path / 'lan_toy.yml'
     opt_path.write_text(yaml.safe_dump(opt))
@@ -101,16 +95,24 @@ def test_step0_equals_plain_inference(setup, adapter, loss):
     plain = run(setup, 'model_type=DenoiseModel', name='plain')
     dataset = SimpleNamespace(dataset=_dataset(plain))
     plain_rows = plain.validation(dataset, current_iter='plain', tb_logger=None, save_img=False)
-    model = run(setup, f'adapt.type={adapter}', f'adapt.loss.type={loss}', name=f'{adapter}_{loss}')
+    # channels_last off: the network computes exactly as the plain forward does
+    model = run(
+        setup,
+        f'adapt.type={adapter}',
+        f'adapt.loss.type={loss}',
+        'adapt.channels_last=False',
+        name=f'{adapter}_{loss}')
     step0 = [r for r in results(setup, name=f'{adapter}_{loss}') if r['step'] == '0']
     assert [r['image'] for r in step0] == [r['image'] for r in plain_rows]
     for lan_row, plain_row in zip(step0, plain_rows):
         assert lan_row['psnr'] == format(plain_row['psnr'], '.6f')
         assert lan_row['ssim'] == format(plain_row['ssim'], '.6f')
-    # in memory, unrounded: the output the loss computed scores exactly as the no-grad plain forward
+    # in memory, unrounded: the output the loss computed scores as the no-grad plain forward (up to the float64
+    # summation order of the on-device scoring)
     from torch.utils.data import default_collate
     result = model.adapt_one(default_collate([dataset.dataset[1]]), 1)
-    assert result.psnr[0] == plain_rows[1]['psnr'] and result.ssim[0] == plain_rows[1]['ssim']
+    assert result.psnr[0] == pytest.approx(plain_rows[1]['psnr'], abs=1e-9)
+    assert result.ssim[0] == pytest.approx(plain_rows[1]['ssim'], abs=1e-12)
 
 
 def _dataset(model):
@@ -132,15 +134,15 @@ def test_same_seed_gives_identical_csv(setup):
 def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
     run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='full')
     calls = []
-    original = LANModel.adapt_one
+    original = LANModel.adapt_images
 
-    def interrupted(self, data, index, image='image'):
-        calls.append(image)
+    def interrupted(self, items):
+        calls.extend(image for _, _, image in items)
         if len(calls) == 3:
             raise KeyboardInterrupt('simulated interruption')
-        return original(self, data, index, image)
+        return original(self, items)
 
-    monkeypatch.setattr(LANModel, 'adapt_one', interrupted)
+    monkeypatch.setattr(LANModel, 'adapt_images', interrupted)
     with pytest.raises(KeyboardInterrupt):
         run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='cut')
     partial = read(setup, 'cut')
@@ -191,22 +193,24 @@ def test_ranks_write_separate_files_merged_like_one_process(setup, monkeypatch):
     assert not osp.isfile(osp.join(folder, 'inputs.rank1.csv'))
 
 
-def test_non_finite_loss_stops_that_image_only(setup, monkeypatch, caplog):
+@pytest.mark.parametrize('batch', [1, 4])
+def test_non_finite_loss_stops_that_image_only(setup, monkeypatch, caplog, batch):
     original = ZSN2NLoss.forward
-    images = []
+    img001 = _dataset(run(setup, 'adapt.steps=0', name='data'))[1]['lq']
 
-    def sometimes_nan(self, net, noisy, step=0, total_steps=20, generators=None):
+    def nan_for_img001_at_step_1(self, net, noisy, step=0, total_steps=20, generators=None):
         out = original(self, net, noisy, step, total_steps, generators)
-        images.append(step == 0)
-        if sum(images) == 2 and step == 1:  # second image, second step
-            return out._replace(loss=out.loss * float('nan'))
-        return out
+        if step != 1:
+            return out
+        hit = torch.tensor([torch.allclose(y, img001, atol=0.01) for y in noisy])  # that image, alone or in a batch
+        per_image = torch.where(hit, torch.nan, out.per_image)
+        return out._replace(loss=per_image.mean(), per_image=per_image)
 
-    monkeypatch.setattr(ZSN2NLoss, 'forward', sometimes_nan)
+    monkeypatch.setattr(ZSN2NLoss, 'forward', nan_for_img001_at_step_1)
     logger = logging.getLogger('basicsr')
     logger.addHandler(caplog.handler)
     try:
-        run(setup)
+        run(setup, f'adapt.batch_size={batch}')
     finally:
         logger.removeHandler(caplog.handler)
     assert any('img001: non-finite loss at step 1' in r.getMessage() and r.levelno == logging.WARNING
@@ -319,3 +323,178 @@ def test_option_files(arch, dataset):
     net = DnCNN(3, 3, 4, 3, 'R')
     for adapter, lr in (('LAN', 5e-4), ('FullTrainable', 5e-6), ('FirstLayer', 5e-6), ('LastLayer', 5e-6)):
         assert build_adapter(net, {**switched['adapt'], 'type': adapter}).lr == lr  # lr null = adapter default
+
+
+def _per_step(setup, name):
+    return {(r['image'], r['step']): r for r in results(setup, name)}
+
+
+def _assert_close_rows(setup, a, b):
+    """Same images and steps; every score within 1e-4 dB / 1e-6 SSIM (plus the CSV's 6-decimal rounding)."""
+    rows_a, rows_b = _per_step(setup, a), _per_step(setup, b)
+    assert list(rows_a) == list(rows_b)
+    for key, row in rows_a.items():
+        other = rows_b[key]
+        assert abs(float(row['psnr']) - float(other['psnr'])) <= 1e-4 + 1e-6, key
+        assert abs(float(row['ssim']) - float(other['ssim'])) <= 1e-6 + 1e-6, key
+        assert (row['loss'] == '') == (other['loss'] == '')
+        if row['loss']:
+            assert float(row['loss']) == pytest.approx(float(other['loss']), rel=1e-5), key
+
+
+@pytest.mark.parametrize('adapter', ['LAN', 'FullTrainable'])
+@pytest.mark.parametrize('loss', ['ZSN2NLoss', 'Nbr2NbrLoss'])
+def test_batch_of_four_gives_the_per_step_csv_of_one_at_a_time(setup, monkeypatch, adapter, loss):
+    batches = []
+    original = LANModel.adapt_images
+    monkeypatch.setattr(LANModel, 'adapt_images',
+                        lambda self, items: batches.append(len(items)) or original(self, items))
+    run(setup, f'adapt.type={adapter}', f'adapt.loss.type={loss}', name='one')
+    run(setup, f'adapt.type={adapter}', f'adapt.loss.type={loss}', 'adapt.batch_size=4', name='four')
+    assert batches == [1, 1, 1, 1, 4]
+    _assert_close_rows(setup, 'one', 'four')
+    assert read(setup, 'one', file='inputs.csv') == read(setup, 'four', file='inputs.csv')
+    summary = [results(setup, n, file='summary.csv') for n in ('one', 'four')]
+    assert [float(r['psnr']) for r in summary[0]] == pytest.approx([float(r['psnr']) for r in summary[1]], abs=1e-4)
+
+
+def test_interrupted_batched_run_resumes_to_the_same_file(setup, monkeypatch):
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', 'adapt.batch_size=3', name='whole')
+    from lan_basicsr.models.step_store import StepStore
+    appended, batches = [], []
+    append, adapt = StepStore.append, LANModel.adapt_images
+
+    def cut_after_one(self, text, input_text=None):
+        if len(appended) == 1:
+            raise KeyboardInterrupt('simulated interruption')
+        appended.append(text)
+        return append(self, text, input_text)
+
+    monkeypatch.setattr(StepStore, 'append', cut_after_one)
+    monkeypatch.setattr(LANModel, 'adapt_images',
+                        lambda self, items: batches.append([i for _, _, i in items]) or adapt(self, items))
+    with pytest.raises(KeyboardInterrupt):
+        run(setup, 'adapt.loss.type=Nbr2NbrLoss', 'adapt.batch_size=3', name='cut')
+    assert read(setup, 'cut').count('\n') == 1 + (STEPS + 1)  # header + img000: the first batch is partly written
+    monkeypatch.setattr(StepStore, 'append', append)
+    batches.clear()
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', 'adapt.batch_size=3', name='cut')
+    assert batches == [['img000', 'img001', 'img002'], ['img003']]  # the same batches again, img000 not rewritten
+    assert read(setup, 'cut') == read(setup, 'whole')
+    assert read(setup, 'cut', file='inputs.csv') == read(setup, 'whole', file='inputs.csv')
+    assert read(setup, 'cut', file='summary.csv') == read(setup, 'whole', file='summary.csv')
+
+
+def test_batches_split_where_the_image_size_changes(setup, monkeypatch, tmp_path):
+    import shutil
+    other = make_paired_folder(str(tmp_path / 'other'), num=3, size=(12, 20), seed=1)
+    for side in ('lq', 'gt'):
+        for i in range(3):
+            shutil.copy(osp.join(other, side, f'img{i:03d}.png'), osp.join(setup.pairs, side, f'img{i:03d}b.png'))
+    batches = []
+    original = LANModel.adapt_images
+    monkeypatch.setattr(LANModel, 'adapt_images',
+                        lambda self, items: batches.append([i for _, _, i in items]) or original(self, items))
+    run(setup, 'adapt.batch_size=2', name='mixed2')
+    # sorted names: img000 img000b img001 img001b img002 img002b img003 (16x24 and 12x20 alternate)
+    assert all(len(b) == 1 for b in batches)
+    batches.clear()
+    crop = ('datasets.test.crop.size=12', 'datasets.test.crop.position=top_left')
+    run(setup, 'adapt.batch_size=2', *crop, name='cropped')
+    assert batches == [['img000', 'img000b'], ['img001', 'img001b'], ['img002', 'img002b'], ['img003']]
+    run(setup, *crop, name='cropped_one')
+    _assert_close_rows(setup, 'cropped', 'cropped_one')
+
+
+def test_no_host_sync_inside_a_step(setup, monkeypatch):
+    """The unchecked steps never read a tensor back (CPU stand-in for CUDA's sync debug mode: calls are spied)."""
+    from torch.overrides import TorchFunctionMode
+
+    import lan_basicsr.models.lan_model as lan_model
+    from lan_basicsr.metrics.tensor_metrics import TensorScorer
+    reads = {'item', '__float__', '__int__', '__bool__', '__index__', 'tolist', 'numpy', 'cpu'}
+    seen = []
+
+    class Spy(TorchFunctionMode):
+
+        def __torch_function__(self, func, types, args=(), kwargs=None):
+            name = getattr(func, '__name__', '')
+            if name in reads and not any('torch/optim' in f.filename for f in inspect.stack()[1:6]):
+                seen.append(name)  # the optimisers read their CPU step counter (no device sync on CUDA)
+            return func(*args, **(kwargs or {}))
+
+    original = lan_model._run_steps
+
+    def spied(*args, **kwargs):
+        checked = args[8] if len(args) > 8 else kwargs['checked']
+        if checked:
+            return original(*args, **kwargs)
+        with Spy():
+            return original(*args, **kwargs)
+
+    monkeypatch.setattr(lan_model, '_run_steps', spied)
+    monkeypatch.setattr(TensorScorer, 'opencv_on_cpu', False)  # the device code path (OpenCV reads numpy)
+    for adapter, loss, batch in (('LAN', 'Nbr2NbrLoss', 1), ('FullTrainable', 'ZSN2NLoss', 2)):
+        run(setup,
+            f'adapt.type={adapter}',
+            f'adapt.loss.type={loss}',
+            f'adapt.batch_size={batch}',
+            name=f'sync_{adapter}')
+    assert seen == []
+    assert len(results(setup, 'sync_LAN')) == NUM * (STEPS + 1)
+
+
+@pytest.mark.parametrize('cfg,match', [
+    (['adapt.batch_size=0'], 'adapt.batch_size: 0 is out of range; expected an integer >= 1'),
+    (['adapt.amp=fp16'], "adapt.amp: 'fp16' is not one of bf16"),
+    (['adapt.compile=yes'], 'adapt.compile: expected true or false'),
+    (['adapt.channels_last=1'], 'adapt.channels_last: expected true or false'),
+    (['adapt.batch_size=2', 'adapt.optim.type=Adafactor'], 'Adafactor may couple the elements'),
+    (['adapt.batch_size=2', 'adapt.type=FullTrainable', 'adapt.compile=True'], 'per-image weights'),
+])
+def test_batch_and_speed_options_are_checked(setup, cfg, match):
+    with pytest.raises(OptionError, match=match):
+        run(setup, *cfg, name='bad')
+
+
+def test_bf16_mode_autocasts_the_network_only(setup):
+    from lan_basicsr.models.lan_model import SpeedModes, adapt_image, build_adapter
+    torch.manual_seed(0)
+    net = DnCNN(**{k: v for k, v in NET.items() if k != 'type'}).eval()
+    lq = torch.rand(1, 3, 16, 24, generator=torch.Generator().manual_seed(0))
+    seen = []
+    net.model[0].register_forward_hook(lambda m, args, out: seen.append((args[0].dtype, out.dtype)))
+    default = adapt_image(net, build_adapter(net, {'type': 'LAN'}), ZSN2NLoss(), lq, lq, 3)
+    seen.clear()
+    bf16 = adapt_image(net, build_adapter(net, {'type': 'LAN'}), ZSN2NLoss(), lq, lq, 3, speed=SpeedModes(amp='bf16'))
+    assert {out for _, out in seen} == {torch.bfloat16}  # the network's convolutions ran in bfloat16 ...
+    assert bf16.output.dtype == bf16.offset.dtype == torch.float32  # ... phi and what leaves the network: float32
+    assert bf16.psnr != default.psnr and bf16.psnr == pytest.approx(default.psnr, abs=0.1)
+
+
+def test_compile_mode_compiles_the_network_once(setup, monkeypatch):
+    calls = []
+    monkeypatch.setattr(torch, 'compile', lambda module, **kwargs: calls.append(kwargs) or module)
+    run(setup, 'adapt.compile=True', name='compiled')
+    assert calls == [{'dynamic': False}]
+    assert len(results(setup, 'compiled')) == NUM * (STEPS + 1)
+
+
+def test_other_metrics_are_scored_by_basicsr_off_the_device():
+    """val.metrics that the on-device scorer does not compute (here PSNR on Y) go to BasicSR's numpy metrics."""
+    import math
+
+    from lan_basicsr.metrics import score_images
+    from lan_basicsr.models.lan_model import adapt_batch, build_adapter
+    torch.manual_seed(0)
+    net = DnCNN(**{k: v for k, v in NET.items() if k != 'type'}).eval()
+    lq = torch.rand(2, 3, 16, 24, generator=torch.Generator().manual_seed(0))
+    gt = lq.clamp(0.1, 0.9)
+    metrics = {'psnr': {'type': 'calculate_psnr', 'crop_border': 0, 'test_y_channel': True}}
+    results = adapt_batch(net, build_adapter(net, {'type': 'LAN'}), ZSN2NLoss(), lq, gt, 2, metrics_opt=metrics)
+    with torch.no_grad():
+        step0 = net(lq)  # phi = 0: y + tanh(0) = y
+    for i, result in enumerate(results):
+        assert result.psnr[0] == score_images(step0[i:i + 1], gt[i:i + 1], metrics)['psnr']
+        assert result.psnr[2] == score_images(result.output, gt[i:i + 1], metrics)['psnr']
+        assert all(math.isnan(v) for v in result.ssim) and len(result.psnr) == 3
