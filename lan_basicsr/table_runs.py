@@ -169,6 +169,11 @@ def _finished(folder, args, digest):
     return record if record.get('args') == args and record.get('options_sha256') == digest else None
 
 
+def finished_runs(runs, opt_rel, results, digest, user_options=None):
+    """The runs whose results folder holds a record of finishing with these arguments and option digest."""
+    return [r for r in runs if _finished(osp.join(results, r.name), test_args(opt_rel, r, user_options), digest)]
+
+
 def run_tables(runs,
                opt_rel,
                repo,

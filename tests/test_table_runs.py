@@ -249,7 +249,16 @@ def test_run_table_tool(toy, monkeypatch, capsys):
     ]
     out = capsys.readouterr().out
     assert '| Pretrained |' in out and 'renamed_report/index.html' in out
+    assert 'Not in the report (not finished yet): renamed_lan_n' in out
     lines = open(osp.join(toy.results, 'renamed_runs.csv')).read().splitlines()
     assert lines[0] == 'run,method,loss,seconds,reused' and lines[2].startswith('renamed_lan_z,lan,z,')
+    # another part of the table (e.g. another queue job): the report and the times cover both parts
+    tool.main(['-opt', toy.opt, '--losses', 'n', '--methods', 'lan', '--cfg-options', 'num_gpu=0', 'name=renamed'])
+    assert 'Not in the report' not in capsys.readouterr().out
+    lines = open(osp.join(toy.results, 'renamed_runs.csv')).read().splitlines()
+    assert [line.split(',')[0] for line in lines[1:]] == ['renamed_pre', 'renamed_lan_z', 'renamed_lan_n']
+    table = open(osp.join(toy.results, 'renamed_table.md')).read()
+    assert '| method | k = 0 | ZS-N2N k = 2 | Nbr2Nbr k = 2 |' in table  # one LAN row, a column group per loss
+    assert table.count('| LAN |') == 1 and table.count('| Pretrained |') == 1
     with pytest.raises(OptionError, match=r'table.methods.pre.per_loss'):
         tool.main(['-opt', toy.opt, '--cfg-options', 'table.methods.pre.per_loss=maybe'])

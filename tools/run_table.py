@@ -11,6 +11,7 @@ report (Table 1 as Markdown and CSV, figures, index.html) goes to ``results/<nam
 """
 import argparse
 import csv
+import os
 import shlex
 import time
 from os import path as osp
@@ -51,7 +52,8 @@ def parse_args(argv=None):
 
 
 def main(argv=None):
-    from lan_basicsr.table_runs import options_digest, run_command, run_tables, table_runs, table_section, write_report
+    from lan_basicsr.table_runs import (finished_runs, options_digest, run_command, run_tables, table_runs,
+                                        table_section, write_report)
     from lan_basicsr.utils.job_lock import job_folder
     from lan_basicsr.utils.option_schema import TOOL_SECTIONS, OptionContext
     from lan_basicsr.utils.options import OptionSources, load_config, merge_cfg_options
@@ -73,35 +75,62 @@ def main(argv=None):
             print(' '.join(shlex.quote(c) for c in ['python'] + cmd[1:]))
         return runs
     results = osp.join(ROOT, 'results')
-    with job_folder(osp.join(results, name), {}):  # the table's own outputs (runs.csv): one writer
-        start = time.time()
-        done = run_tables(
-            runs,
-            opt_rel,
-            REPO,
-            results,
-            options_digest(file_opt),
-            args.cfg_options,
-            args.nproc_per_node,
-            torchrun_args,
-            capture=False,
-            log=lambda line: print(line, flush=True))
-        with open(osp.join(results, f'{name}_runs.csv'), 'w', newline='', encoding='utf-8') as f:
-            writer = csv.writer(f, lineterminator='\n')
-            writer.writerow(['run', 'method', 'loss', 'seconds', 'reused'])
-            for d in done:
-                r = d['run']
-                writer.writerow([r.name, r.method, r.loss or '', f'{d["seconds"]:.1f}', d['reused']])
-        print(
-            f'runs: {time.time() - start:.0f} s this call; {sum(d["seconds"] for d in done):.0f} s of runs in all '
-            f'(results/{name}_runs.csv)',
-            flush=True)
+    digest = options_digest(file_opt)
+    start = time.time()
+    done = run_tables(  # each run holds its own results folder's lock
+        runs,
+        opt_rel,
+        REPO,
+        results,
+        digest,
+        args.cfg_options,
+        args.nproc_per_node,
+        torchrun_args,
+        capture=False,
+        log=lambda line: print(line, flush=True))
+    print(
+        f'runs: {time.time() - start:.0f} s this call, {sum(d["seconds"] for d in done):.0f} s of runs in all',
+        flush=True)
+    everything = table_runs(opt, name)  # the report covers every finished run of the table, not only this call's
+    with job_folder(osp.join(results, name), {}):  # the table's own files: one writer at a time
+        _write_times(osp.join(results, f'{name}_runs.csv'), everything, done)
         if args.no_report:
             return runs
-        table, paths = write_report(name, runs, results, section.get('steps'), section.get('title'))
+        finished = finished_runs(everything, opt_rel, results, digest, args.cfg_options)
+        table, paths = write_report(name, finished, results, section.get('steps'), section.get('title'))
+    missing = [r.name for r in everything if r not in finished]
     print('\n' + table)
-    print(f'Report: {osp.relpath(paths["index.html"], ROOT)}; this table: results/{name}_table.md', flush=True)
+    if missing:
+        print(f'Not in the report (not finished yet): {", ".join(missing)}')
+    print(
+        f'Report: {osp.relpath(paths["index.html"], ROOT)}; this table: results/{name}_table.md; run times: '
+        f'results/{name}_runs.csv',
+        flush=True)
     return runs
+
+
+def _write_times(path, everything, done):
+    """``runs.csv`` (run, method, loss, seconds, reused): this call's runs updated, other rows kept, table order."""
+    rows = {}
+    if osp.isfile(path):
+        with open(path, newline='', encoding='utf-8') as f:
+            rows = {row['run']: row for row in csv.DictReader(f)}
+    for d in done:
+        r = d['run']
+        rows[r.name] = {
+            'run': r.name,
+            'method': r.method,
+            'loss': r.loss or '',
+            'seconds': f'{d["seconds"]:.1f}',
+            'reused': d['reused']
+        }
+    fields = ['run', 'method', 'loss', 'seconds', 'reused']
+    order = [r.name for r in everything if r.name in rows] + sorted(set(rows) - {r.name for r in everything})
+    with open(path + '.tmp', 'w', newline='', encoding='utf-8') as f:
+        writer = csv.DictWriter(f, fields, lineterminator='\n', extrasaction='ignore')
+        writer.writeheader()
+        writer.writerows(rows[n] for n in order)
+    os.replace(path + '.tmp', path)
 
 
 if __name__ == '__main__':
