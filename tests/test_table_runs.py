@@ -9,11 +9,9 @@ from os import path as osp
 from types import SimpleNamespace
 
 import pytest
-import torch
 import yaml
-from conftest import ROOT, make_paired_folder, tiny_dncnn
+from conftest import ROOT, make_paired_folder, paired_datasets, save_tiny_dncnn
 
-from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.table_runs import options_digest, run_command, run_tables, table_runs, write_report
 from lan_basicsr.test import test_pipeline as pipeline
 from lan_basicsr.utils.errors import OptionError
@@ -117,10 +115,8 @@ def test_command_lines():
 def toy(tmp_path, monkeypatch):
     """A two-method, two-loss table on a tiny DnCNN; 'subprocesses' run the real test pipeline in this process."""
     pairs = make_paired_folder(str(tmp_path / 'pairs'), num=2, size=(16, 16))
-    torch.manual_seed(0)
-    net = tiny_dncnn()
     ckpt = str(tmp_path / 'net.pth')
-    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
+    net = save_tiny_dncnn(ckpt)
     opt = {
         '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
         'num_gpu': 0,
@@ -134,14 +130,7 @@ def toy(tmp_path, monkeypatch):
         'val': {
             'save_img': False
         },
-        'datasets': {
-            'test': {
-                'name': 'toy',
-                'type': 'PairedNoisyDataset',
-                'dataroot_lq': f'{pairs}/lq',
-                'dataroot_gt': f'{pairs}/gt'
-            }
-        },
+        'datasets': paired_datasets(pairs),
         'table': {
             'losses': [{
                 'key': 'z',

@@ -71,21 +71,10 @@ def parse_args(argv=None):
 
 def _write(scan, dst, tile, fmt, args):
     """One split: PNG folders or LMDBs; returns the PrepareSummary."""
+    common = dict(workers=args.workers, compress_level=args.compress_level, progress=not args.no_progress)
     if fmt == 'lmdb':
-        return prepare_crops_lmdb(
-            scan,
-            dst,
-            size=tile,
-            workers=args.workers,
-            compress_level=args.compress_level,
-            progress=not args.no_progress)
-    return prepare_paired_folder(
-        scan,
-        dst,
-        tile_size=tile,
-        workers=args.workers,
-        compress_level=args.compress_level,
-        progress=not args.no_progress)
+        return prepare_crops_lmdb(scan, dst, size=tile, **common)
+    return prepare_paired_folder(scan, dst, tile_size=tile, **common)
 
 
 def main(argv=None):
