@@ -40,6 +40,7 @@ setup(
         # Checkpoints of other architectures (network_g type SpandrelNet); spandrel needs Python >= 3.10.
         'spandrel': [SPANDREL],
         'dev': ['pytest', 'flake8', 'isort', 'yapf', SPANDREL],
+        'bm3d': ['bm3d'],  # benchmarks/bm3d_real_pairs.py (the authors' package; free for non-commercial use)
     },
     license='Apache-2.0',
     zip_safe=False)

@@ -24,6 +24,19 @@ EMBEDDED_MODELS = {
         'description':
         'colour DnCNN (57k parameters) trained on Gaussian noise sigma 25 (options/train_dncnn_gaussian.yml)',
     },
+    'dncnn_camera': {
+        'file': 'dncnn_camera.pth',
+        'network_g': {
+            'type': 'DnCNN',
+            'in_nc': 3,
+            'out_nc': 3,
+            'nc': 32,
+            'nb': 12,
+            'act_mode': 'R'
+        },
+        'description':
+        'colour DnCNN (94k parameters) trained on simulated camera noise (options/train_dncnn_camera.yml)',
+    },
     'dncnn_gaussian_meta': {
         'file': 'dncnn_gaussian_meta.pth',
         'network_g': _SMALL_DNCNN,
@@ -32,7 +45,7 @@ EMBEDDED_MODELS = {
     },
 }
 
-DEFAULT_REAL_PHOTO_MODEL = 'dncnn_gaussian'
+DEFAULT_REAL_PHOTO_MODEL = 'dncnn_camera'
 
 
 def embedded_model(name=None):

@@ -13,13 +13,15 @@ An option file lists its rows in a ``table:`` section (``demo.methods``, the dem
       methods:                                 # a list of {key, ...}, or a mapping key -> entry (merges under _base_)
         pretrained: {label: Pretrained, cfg_options: {adapt.steps: 0}, per_loss: false}
         lan: {label: LAN, cfg_options: {adapt.type: LAN}}
+        camera: {label: ..., model: dncnn_camera}  # an embedded model: its checkpoint and network_g keys first
         meta: ~                                # a null entry removes an inherited method
 
-Run ``<name>_<method>[_<loss>]`` is ``tools/test.py -opt OPT --cfg-options name=<run> <the loss's cfg_options>
-<the method's cfg_options> <the user's --cfg-options>`` (later keys win) and writes ``results/<run>/``. When it exits
-cleanly, ``results/<run>/table_run.json`` records its arguments and a digest of the option file (its ``_base_`` files
-merged; ``table``/``demo`` left out); a later call with the same record skips the run without starting it. Anything
-else starts it, and LANModel resumes from the images already adapted, or refuses a folder made with other settings.
+Run ``<name>_<method>[_<loss>]`` is ``tools/test.py -opt OPT --cfg-options name=<run> <the loss's options> <the
+method's options> <the user's --cfg-options>`` (later keys win; an entry's options are its model's, then its
+cfg_options) and writes ``results/<run>/``. When it exits cleanly, ``results/<run>/table_run.json`` records its
+arguments and a digest of the option file (its ``_base_`` files merged; ``table``/``demo`` left out); a later call
+with the same record skips the run without starting it. Anything else starts it, and LANModel resumes from the images
+already adapted, or refuses a folder made with other settings.
 """
 import hashlib
 import json
@@ -36,8 +38,8 @@ from basicsr.utils import get_root_logger
 from lan_basicsr.utils.errors import OptionError
 
 __all__ = [
-    'TableRun', 'RECORD_FILE', 'table_section', 'table_runs', 'cli_value', 'test_args', 'run_command', 'options_digest',
-    'run_tables', 'write_report'
+    'TableRun', 'RECORD_FILE', 'table_section', 'entry_options', 'table_runs', 'cli_value', 'test_args', 'run_command',
+    'options_digest', 'run_tables', 'write_report'
 ]
 
 RECORD_FILE = 'table_run.json'
@@ -84,6 +86,19 @@ def _entries(value, where):
     raise OptionError(f'{where}: expected a list of {{key, label, cfg_options}} entries or a mapping, got {value!r}')
 
 
+def entry_options(entry):
+    """The ``--cfg-options`` dict of one method or loss entry: its embedded ``model`` (``lan_basicsr.embedded``: the
+    checkpoint and every ``network_g`` key), then its ``cfg_options`` (later keys win)."""
+    options = {}
+    if entry.get('model'):
+        from lan_basicsr.embedded import embedded_model
+        path, network_g = embedded_model(entry['model'])
+        options['path.pretrain_network_g'] = path
+        options.update({f'network_g.{k}': v for k, v in network_g.items()})
+    options.update(entry.get('cfg_options') or {})
+    return options
+
+
 def table_section(opt):
     """``(section, where)``: the option file's ``table`` section, else ``demo`` (the demo's ``methods`` list)."""
     for where in ('table', 'demo'):
@@ -116,14 +131,13 @@ def table_runs(opt, name, methods=None, losses=None):
         if methods and key not in methods:
             continue
         label = entry.get('label', key)
-        own = dict(entry.get('cfg_options') or {})
+        own = entry_options(entry)
         if not loss_entries or entry.get('per_loss', True) is False:
             runs.append(TableRun(f'{name}_{key}', key, None, label, own))
             continue
         for loss_key, loss in loss_entries:
             if not losses or loss_key in losses:
-                options = {**(loss.get('cfg_options') or {}), **own}
-                runs.append(TableRun(f'{name}_{key}_{loss_key}', key, loss_key, label, options))
+                runs.append(TableRun(f'{name}_{key}_{loss_key}', key, loss_key, label, {**entry_options(loss), **own}))
     if not runs:
         raise OptionError(f'{where}: no run left after --methods / --losses')
     return runs

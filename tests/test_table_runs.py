@@ -9,9 +9,12 @@ from os import path as osp
 from types import SimpleNamespace
 
 import pytest
+import torch
 import yaml
 from conftest import ROOT, make_paired_folder, paired_datasets, save_tiny_dncnn
 
+from lan_basicsr.archs.dncnn_arch import DnCNN
+from lan_basicsr.embedded import embedded_model
 from lan_basicsr.table_runs import options_digest, run_command, run_tables, table_runs, write_report
 from lan_basicsr.test import test_pipeline as pipeline
 from lan_basicsr.utils.errors import OptionError
@@ -45,10 +48,38 @@ def test_polyu_cross_tables_list_every_method_and_loss():
     assert gauss['path']['pretrain_network_g'] == 'lan_basicsr/weights/dncnn_gaussian.pth'
     meta = [r for r in table_runs(gauss, 'g') if r.method == 'meta']
     assert {r.cfg_options['path.pretrain_network_g'] for r in meta} == {'lan_basicsr/weights/dncnn_gaussian_meta.pth'}
+    camera = load_config(osp.join(ROOT, 'options', 'table_dncnn_camera_polyu_cross.yml'))
+    assert [r.name for r in table_runs(camera, 'c')] == [f'c_{k}' for k in POLYU_RUNS if not k.startswith('meta')]
+    assert camera['datasets'] == opt['datasets']  # the same tiles as the seen-camera table
+    for table, model in ((gauss, 'dncnn_gaussian'), (camera, 'dncnn_camera')):  # the embedded model, loading strictly
+        path, network_g = embedded_model(model)
+        assert table['network_g'] == network_g and osp.join(ROOT, table['path']['pretrain_network_g']) == path
+        net = DnCNN(**{k: v for k, v in network_g.items() if k != 'type'})
+        net.load_state_dict(torch.load(path, map_location='cpu', weights_only=True)['params'], strict=True)
     for arch in ('restormer', 'uformer'):
         opt = load_config(osp.join(ROOT, 'options', f'table_{arch}_polyu_cross.yml'))
         assert opt['network_g']['type'].lower() == arch and len(table_runs(opt, arch)) == 11
         assert opt['datasets']['test_2']['meta_info_file'] == 'datasets/PolyU_unseen/meta_info_SonyA7II_every4.txt'
+
+
+def test_embedded_model_entries():
+    """An entry's ``model`` gives the checkpoint and every network_g key before its cfg_options (which win)."""
+    path, network_g = embedded_model('dncnn_camera')
+    opt = {'table': {'methods': {'cam': {'model': 'dncnn_camera', 'cfg_options': {'network_g.nb': 3}}, 'plain': {}}}}
+    cam, plain = table_runs(opt, 't')
+    assert cam.cfg_options == {
+        'path.pretrain_network_g': path,
+        'network_g.type': 'DnCNN',
+        'network_g.in_nc': 3,
+        'network_g.out_nc': 3,
+        'network_g.nc': 32,
+        'network_g.nb': 3,
+        'network_g.act_mode': 'R'
+    } and network_g['nb'] == 12
+    assert plain.cfg_options == {}
+    assert run_command('o.yml', cam)[-2:] == ['network_g.nb=3', 'network_g.act_mode=R']
+    with pytest.raises(OptionError, match='embedded model "nope" does not exist'):
+        table_runs({'table': {'methods': {'x': {'model': 'nope'}}}}, 't')
 
 
 def test_sections_lists_mappings_and_filters():

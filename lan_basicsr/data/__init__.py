@@ -10,4 +10,4 @@ _filenames = sorted(osp.splitext(osp.basename(v))[0] for v in scandir(_folder) i
 _modules = [importlib.import_module(f'lan_basicsr.data.{name}') for name in _filenames]
 
 # Noise models register themselves in lan_basicsr.utils.registry.NOISE_REGISTRY (they are not datasets).
-from . import noise_models  # noqa: E402,F401
+from . import camera_noise, noise_models  # noqa: E402,F401

@@ -9,7 +9,7 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str
+from lan_basicsr.utils.option_schema import IO_BACKEND, Bool, DirPath, Int, ListOf, OneOf, Registered, Str, TrainOnly
 from lan_basicsr.utils.registry import NOISE_REGISTRY, build_from_registry
 from .data_util import (COLOR_OPTION, CROP_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, check_lmdb_keys, fixed_crop,
                         list_images, load_image, option_where, parse_crop_opt, read_lmdb_meta_info, require_path,
@@ -63,6 +63,8 @@ class SyntheticNoiseDataset(ColorMode, data.Dataset):
             (a few MB), false for folders.
         crop (dict, optional): fixed crop before the noise, ``{size: 256, position: top_left | center}``.
         gt_size, use_hflip, use_rot: training only: random crop plus flips/rotations before the noise.
+        use_channel_shuffle (bool): training only: a random permutation of the clean crop's R, G, B before the noise
+            (default false), so that a network trained on a few photographs cannot learn their colours.
         color (str, optional): ``rgb`` or ``gray``: the clean image is made grey (OpenCV's BGR->grey) before the
             noise is drawn, so grey noise is drawn on one channel. Unset: the network's input channels decide.
 
@@ -85,6 +87,7 @@ class SyntheticNoiseDataset(ColorMode, data.Dataset):
         'color': COLOR_OPTION,
         'crop': CROP_OPTION,
         **TRAIN_AUGMENT_OPTIONS,
+        'use_channel_shuffle': TrainOnly(Bool()),
     }
 
     def __init__(self, opt):
@@ -181,6 +184,8 @@ class SyntheticNoiseDataset(ColorMode, data.Dataset):
         img_gt, = fixed_crop([self._clean(path)], self.crop, path)
         if self.phase == 'train':
             img_gt, _ = train_crop_augment(img_gt, img_gt, self.opt, path)
+            if self.opt.get('use_channel_shuffle', False):
+                img_gt = np.ascontiguousarray(img_gt[..., random.sample(range(3), 3)])
         img_lq = self.noise(img_gt, self.rng(index))
         if self.clip:
             img_lq = np.clip(img_lq, 0, 1)

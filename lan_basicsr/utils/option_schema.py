@@ -762,7 +762,19 @@ def register_section(name, spec):
     return spec
 
 
-_DEMO_METHOD_KEYS = {'key': Str(check=_name_check), 'label': Str(), 'cfg_options': MapOf(AnyValue(), null=True)}
+def _embedded_check(name):
+    from lan_basicsr.embedded import EMBEDDED_MODELS
+    if name in EMBEDDED_MODELS:
+        return None
+    return f'"{name}" is not an embedded model ({", ".join(sorted(EMBEDDED_MODELS))})'
+
+
+_DEMO_METHOD_KEYS = {
+    'key': Str(check=_name_check),
+    'label': Str(),
+    'model': Str(check=_embedded_check),
+    'cfg_options': MapOf(AnyValue(), null=True)
+}
 _DEMO_METHOD = Section(_DEMO_METHOD_KEYS, required=('key', ))
 register_section('demo', Section({'methods': ListOf(_DEMO_METHOD, min_len=1)}))  # read by tools/demo.py
 

@@ -1,4 +1,5 @@
 """SyntheticNoiseDataset: scikit-image photos or a folder, per-image seeds, split, clipping, option errors."""
+import os
 import random
 from os import path as osp
 
@@ -145,3 +146,22 @@ def test_cache_is_never_modified():
     test_ds = SyntheticNoiseDataset(sk_opt(skimage_images=['chelsea'], crop=None))
     test_ds[0]['gt'].mul_(0)
     assert test_ds[0]['gt'].max() > 0  # the returned tensor does not share memory with the cache
+
+
+def test_channel_shuffle_permutes_the_clean_colours(tmp_path):
+    import cv2
+    os.makedirs(tmp_path / 'gt')
+    colour = np.array([51, 128, 204], np.uint8)  # RGB
+    cv2.imwrite(str(tmp_path / 'gt' / 'flat.png'), np.broadcast_to(colour[::-1], (40, 40, 3)).copy())
+    camera_off = {'type': 'CameraNoise', 'shot': 0, 'read': 0, 'jpeg_quality': None}  # zero noise: lq = gt
+    opt = {'phase': 'train', 'dataroot_gt': str(tmp_path / 'gt'), 'gt_size': 16, 'noise': camera_off}
+    random.seed(0)
+    plain = {tuple((SyntheticNoiseDataset(opt)[0]['gt'][:, 0, 0] * 255).round().int().tolist()) for _ in range(12)}
+    assert plain == {(51, 128, 204)}
+    ds = SyntheticNoiseDataset(dict(opt, use_channel_shuffle=True))
+    seen = set()
+    for _ in range(40):
+        item = ds[0]
+        assert torch.equal(item['lq'], item['gt'])
+        seen.add(tuple((item['gt'][:, 0, 0] * 255).round().int().tolist()))
+    assert len(seen) == 6 and all(sorted(s) == [51, 128, 204] for s in seen)  # every permutation, nothing else
