@@ -72,6 +72,16 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def save_tiny_dncnn(path, seed=0, **changes):
+    """Save a :func:`tiny_dncnn` (``changes`` applied, weights from ``torch.manual_seed(seed)``) as a BasicSR
+    checkpoint at ``path``; returns its ``network_g`` dict."""
+    from lan_basicsr.archs.dncnn_arch import DnCNN
+    net = dict(tiny_dncnn(), **changes)
+    torch.manual_seed(seed)
+    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, path)
+    return net
+
+
 REPORT_STEPS = 3
 
 
@@ -81,15 +91,10 @@ def make_report_runs(root, gray=False):
     ``{key: results folder}`` (keys lan, full, pre). ``gray``: a grey network and data, LAN only."""
     import yaml
 
-    from lan_basicsr.archs.dncnn_arch import DnCNN
     from lan_basicsr.test import test_pipeline
     pairs = make_paired_folder(osp.join(root, 'pairs'), num=4, size=(24, 32))
-    torch.manual_seed(0)
-    net = tiny_dncnn()
-    if gray:
-        net.update(in_nc=1, out_nc=1)
     ckpt = osp.join(root, 'net.pth')
-    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
+    net = save_tiny_dncnn(ckpt, **({'in_nc': 1, 'out_nc': 1} if gray else {}))
     opt = {
         '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
         'num_gpu': 0,
