@@ -82,6 +82,16 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def save_tiny_dncnn(path, seed=0, **changes):
+    """Save a :func:`tiny_dncnn` (``changes`` applied, weights from ``torch.manual_seed(seed)``) as a BasicSR
+    checkpoint at ``path``; returns its ``network_g`` dict."""
+    from lan_basicsr.archs.dncnn_arch import DnCNN
+    net = dict(tiny_dncnn(), **changes)
+    torch.manual_seed(seed)
+    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, path)
+    return net
+
+
 REPORT_STEPS = 3
 
 
@@ -90,12 +100,9 @@ def write_toy_options(root, adapt, num=4, size=(24, 32), net=None, **sections):
     inheriting options/_base_ (``adapt`` and any other top-level ``sections``) under ``root``; returns its path."""
     import yaml
 
-    from lan_basicsr.archs.dncnn_arch import DnCNN
     pairs = make_paired_folder(osp.join(root, 'pairs'), num=num, size=size)
-    torch.manual_seed(0)
-    net = net or tiny_dncnn()
     ckpt = osp.join(root, 'net.pth')
-    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
+    net = save_tiny_dncnn(ckpt, **(net or {}))  # the tiny DnCNN with net's changes, weights of seed 0
     opt = {
         '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
         'num_gpu': 0,

@@ -375,7 +375,7 @@ def check_settings(root, signature, name, steps, partial=False):
     new_flat = _flatten({k: v for k, v in new.items() if k not in _NOT_COMPARED})
     for ds in set(old.get('datasets', {})) & set(new.get('datasets', {})):
         old_ds, new_ds = dict(old['datasets'][ds]), dict(new['datasets'][ds])
-        if partial or 'images' not in new_ds or 'images' not in old_ds:  # a dataset not run yet has no image list
+        if partial or 'images' not in new_ds or 'images' not in old_ds:  # no list yet: nothing adapted there
             old_ds.pop('images', None)
             new_ds.pop('images', None)
         old_flat.update(_flatten(old_ds, f'datasets.{ds}.'))

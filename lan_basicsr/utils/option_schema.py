@@ -779,6 +779,35 @@ _DEMO_METHOD_KEYS = {
 _DEMO_METHOD = Section(_DEMO_METHOD_KEYS, required=('key', ))
 register_section('demo', Section({'methods': ListOf(_DEMO_METHOD, min_len=1)}))  # read by tools/demo.py
 
+_TABLE_ROW_KEYS = {**_DEMO_METHOD_KEYS, 'per_loss': Bool()}
+_TABLE_ROW = Section(_TABLE_ROW_KEYS, required=('key', ))
+_TABLE_ROW_VALUE = Section({k: v for k, v in _TABLE_ROW_KEYS.items() if k != 'key'}, null=True)
+
+
+class _TableRows(Spec):
+    """``table.methods`` / ``table.losses``: a list of ``{key, ...}`` entries, or a mapping ``key -> entry`` (which
+    merges under ``_base_``; a null entry removes an inherited one)."""
+
+    what = 'a list of {key, label, cfg_options} entries or a mapping of keys to {label, cfg_options}'
+
+    def check(self, value, keys, ctx):
+        if isinstance(value, (list, tuple)):
+            ListOf(_TABLE_ROW, min_len=1).check(value, keys, ctx)
+        elif isinstance(value, dict):
+            MapOf(_TABLE_ROW_VALUE, key=Str(check=_name_check)).check(value, keys, ctx)
+        else:
+            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
+
+
+register_section(
+    'table',
+    Section({  # read by tools/run_table.py (lan_basicsr/table_runs.py)
+        'title': Str(),
+        'steps': ListOf(Int(ge=0), min_len=1),
+        'losses': _TableRows(),
+        'methods': _TableRows(),
+    }))
+
 
 def _model_sections(model_cls):
     hook = getattr(model_cls, 'option_sections', None)

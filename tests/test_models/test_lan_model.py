@@ -263,6 +263,22 @@ def test_cfg_options_switch_method_and_loss(setup):
         run(setup, 'adapt.type=LAN', name='full')
 
 
+def test_two_datasets_in_one_run_and_its_rerun(setup):
+    """Each dataset records its image list when it starts; the second one is not refused for having none before."""
+    datasets = [
+        'datasets._delete_=true', 'datasets.test_1.name=first', 'datasets.test_1.type=PairedNoisyDataset',
+        f'datasets.test_1.dataroot_lq={setup.pairs}/lq', f'datasets.test_1.dataroot_gt={setup.pairs}/gt',
+        'datasets.test_2.name=second', 'datasets.test_2.type=PairedNoisyDataset',
+        f'datasets.test_2.dataroot_lq={setup.pairs}/lq', f'datasets.test_2.dataroot_gt={setup.pairs}/gt'
+    ]
+    run(setup, *datasets, name='two')
+    first = read(setup, name='two')
+    rows = results(setup, name='two', file='summary.csv')
+    assert [(r['dataset'], r['images']) for r in rows if r['step'] == str(STEPS)] == [('first', '4'), ('second', '4')]
+    run(setup, *datasets, name='two')  # nothing left to do, nothing refused
+    assert read(setup, name='two') == first
+
+
 def test_save_offset(setup):
     model = run(setup, 'adapt.save_offset=True', name='offsets')
     folder = osp.join(setup.root, 'results', 'offsets', 'offsets', 'toy')
