@@ -330,7 +330,7 @@ class Arguments(Section):
 def _registry(kind):
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
-    from .registry import ADAPTER_REGISTRY, NOISE_REGISTRY
+    from .registry import ADAPTER_REGISTRY, NOISE_REGISTRY, SELECT_REGISTRY
     return dict(
         arch=ARCH_REGISTRY,
         dataset=DATASET_REGISTRY,
@@ -338,7 +338,8 @@ def _registry(kind):
         metric=METRIC_REGISTRY,
         model=MODEL_REGISTRY,
         adapter=ADAPTER_REGISTRY,
-        noise=NOISE_REGISTRY)[kind]
+        noise=NOISE_REGISTRY,
+        select=SELECT_REGISTRY)[kind]
 
 
 def first_line(exc):
@@ -383,7 +384,7 @@ def _dry_build_for(kind, cls):
     own = cls.__module__.startswith('lan_basicsr') and getattr(cls, 'dry_build', True)
     if kind == 'arch' and own:  # e.g. SpandrelNet sets dry_build = False: building it reads its checkpoint
         return _dry_build_meta
-    if kind == 'noise' and own:
+    if kind in ('noise', 'select') and own:
         return _dry_build_cheap
     if kind == 'loss' and (own or cls.__name__ in _CHEAP_BASICSR_LOSSES):
         return _dry_build_cheap
