@@ -15,6 +15,16 @@ if ROOT not in sys.path:
 import lan_basicsr  # noqa: E402,F401  (registers everything before tests build from registries)
 
 
+def import_tool(name):
+    """The module of ``tools/<name>.py`` (tools/ on sys.path only while it is imported)."""
+    import importlib
+    sys.path.insert(0, osp.join(ROOT, 'tools'))
+    try:
+        return importlib.import_module(name)
+    finally:
+        sys.path.remove(osp.join(ROOT, 'tools'))
+
+
 def tiny_dncnn(act_mode='R'):
     """``network_g`` options of the tiny DnCNN the tests train and adapt (a fresh dict: tests may modify it)."""
     return {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 4, 'nb': 3, 'act_mode': act_mode}
@@ -72,24 +82,27 @@ def _one_thread():
     torch.set_num_threads(threads)
 
 
+def save_tiny_dncnn(path, seed=0, **changes):
+    """Save a :func:`tiny_dncnn` (``changes`` applied, weights from ``torch.manual_seed(seed)``) as a BasicSR
+    checkpoint at ``path``; returns its ``network_g`` dict."""
+    from lan_basicsr.archs.dncnn_arch import DnCNN
+    net = dict(tiny_dncnn(), **changes)
+    torch.manual_seed(seed)
+    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, path)
+    return net
+
+
 REPORT_STEPS = 3
 
 
-def make_report_runs(root, gray=False):
-    """Tiny LANModel runs on one paired folder (4 images): LAN and FullTrainable (3 steps) and the pretrained network
-    (0 steps), with every picture a report uses (save_offset, save_compare) and a declared training noise; returns
-    ``{key: results folder}`` (keys lan, full, pre). ``gray``: a grey network and data, LAN only."""
+def write_toy_options(root, adapt, num=4, size=(24, 32), net=None, **sections):
+    """A paired folder of ``num`` generated images, a random tiny DnCNN checkpoint (seed 0) and a LANModel option file
+    inheriting options/_base_ (``adapt`` and any other top-level ``sections``) under ``root``; returns its path."""
     import yaml
 
-    from lan_basicsr.archs.dncnn_arch import DnCNN
-    from lan_basicsr.test import test_pipeline
-    pairs = make_paired_folder(osp.join(root, 'pairs'), num=4, size=(24, 32))
-    torch.manual_seed(0)
-    net = tiny_dncnn()
-    if gray:
-        net.update(in_nc=1, out_nc=1)
+    pairs = make_paired_folder(osp.join(root, 'pairs'), num=num, size=size)
     ckpt = osp.join(root, 'net.pth')
-    torch.save({'params': DnCNN(**{k: v for k, v in net.items() if k != 'type'}).state_dict()}, ckpt)
+    net = save_tiny_dncnn(ckpt, **(net or {}))  # the tiny DnCNN with net's changes, weights of seed 0
     opt = {
         '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
         'num_gpu': 0,
@@ -97,24 +110,27 @@ def make_report_runs(root, gray=False):
         'path': {
             'pretrain_network_g': ckpt
         },
-        'adapt': {
-            'steps': REPORT_STEPS,
-            'report_steps': [0, 2],
-            'save_offset': True,
-            'save_compare': True,
-            'lr': 0.05
-        },
-        'report': {
-            'train_noise': {
-                'type': 'GaussianNoise',
-                'sigma': 20
-            }
-        },
+        'adapt': adapt,
+        **sections,
         'datasets': paired_datasets(pairs),
     }
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:
         yaml.safe_dump(opt, f)
+    return opt_path
+
+
+def make_report_runs(root, gray=False):
+    """Tiny LANModel runs on one paired folder (4 images): LAN and FullTrainable (3 steps) and the pretrained network
+    (0 steps), with every picture a report uses (save_offset, save_compare) and a declared training noise; returns
+    ``{key: results folder}`` (keys lan, full, pre). ``gray``: a grey network and data, LAN only."""
+    from lan_basicsr.test import test_pipeline
+    net = tiny_dncnn()
+    if gray:
+        net.update(in_nc=1, out_nc=1)
+    adapt = {'steps': REPORT_STEPS, 'report_steps': [0, 2], 'save_offset': True, 'save_compare': True, 'lr': 0.05}
+    report = {'train_noise': {'type': 'GaussianNoise', 'sigma': 20}}
+    opt_path = write_toy_options(root, adapt, net=net, report=report)
     runs = {'lan': ['adapt.type=LAN'], 'full': ['adapt.type=FullTrainable', 'adapt.lr=0.001'], 'pre': ['adapt.steps=0']}
     if gray:
         runs = {'lan': runs['lan']}

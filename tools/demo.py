@@ -8,8 +8,9 @@ its checkpoint and ``network_g`` block, added before the cfg_options): its run i
 --cfg-options name=<name>_<key> <model> <cfg_options> <your --cfg-options>`` and writes ``results/<name>_<key>/``
 (summary.csv, per_step.csv, denoised images under visualization/, noisy/step-0/clean images under compare/). Then
 ``tools/report.py`` 's report of all the runs goes to ``results/<name>_report/`` (index.html, Table 1, figures) and
-its table to ``results/<name>_table.md`` and the console. A run whose results exist is not redone (LANModel skips
-adapted images), so a second call only makes the report again.
+its table to ``results/<name>_table.md`` and the console. The runs are ``lan_basicsr.table_runs``'s (as
+tools/run_table.py's): a run that finished with the same command and option file is not started again, so a second
+call only makes the report again.
 
 ``--real-pairs DIR``: the same table on real noise, from a folder with ``lq/`` (noisy) and ``gt/`` (clean) images of
 the same names (e.g. ``datasets/PolyU`` made by ``tools/prepare_polyu.py``): option file
@@ -20,8 +21,6 @@ processes; the results are the same).
 """
 import argparse
 import os
-import subprocess
-import sys
 import time
 from os import path as osp
 
@@ -59,45 +58,23 @@ def parse_args(argv=None):
 
 
 def _cli_value(value):
-    """A value as tools/test.py's --cfg-options reads it back (a string that would read as something else is quoted)."""
-    from lan_basicsr.utils.options import parse_cli_value
-    if isinstance(value, (list, tuple)):
-        return '[' + ','.join(_cli_value(v) for v in value) + ']'
-    if value is None:
-        return 'None'
-    text = str(value)
-    if isinstance(value, str) and parse_cli_value(text) != value:
-        return f'"{text}"'
-    return text
+    from lan_basicsr.table_runs import cli_value
+    return cli_value(value)
 
 
 def demo_methods(opt, only=None):
     """The ``demo.methods`` entries (filtered by key), checked."""
+    from lan_basicsr.table_runs import table_runs
     methods = (opt.get('demo') or {}).get('methods')
     if not isinstance(methods, list) or not methods:
         raise OptionError('demo.methods: the option file lists no demo methods ({key, label, cfg_options} entries)')
-    for i, m in enumerate(methods):
-        if not (isinstance(m, dict) and isinstance(m.get('key'), str) and isinstance(m.get('cfg_options', {}), dict)):
-            raise OptionError(f'demo.methods[{i}]: expected {{key: str, label: str, cfg_options: {{...}}}}, got {m!r}')
-    if only:
-        unknown = sorted(set(only) - {m['key'] for m in methods})
-        if unknown:
-            raise OptionError(f'--methods: unknown key(s) {", ".join(unknown)}; the option file has '
-                              f'{", ".join(m["key"] for m in methods)}')
-        methods = [m for m in methods if m['key'] in only]
-    return methods
+    keys = {r.method for r in table_runs({'demo': opt['demo']}, 'demo', only)}  # checks entries and keys
+    return [m for m in methods if m['key'] in keys]
 
 
-def method_overrides(method):
-    """The ``--cfg-options`` of one demo method: its embedded model (checkpoint, network_g keys), then cfg_options."""
-    overrides = {}
-    if method.get('model'):
-        from lan_basicsr.embedded import embedded_model
-        path, network_g = embedded_model(method['model'])
-        overrides['path.pretrain_network_g'] = path
-        overrides.update({f'network_g.{k}': v for k, v in network_g.items()})
-    overrides.update(method.get('cfg_options') or {})
-    return [f'{k}={_cli_value(v)}' for k, v in overrides.items()]
+def _runs(name, methods):
+    from lan_basicsr.table_runs import table_runs
+    return table_runs({'demo': {'methods': methods}}, name)
 
 
 def real_pairs_options(folder):
@@ -120,15 +97,8 @@ def real_pairs_options(folder):
 def write_report(name, methods, results):
     """The demo's report from its runs' folders (``lan_basicsr.report``: Table 1, figures, index.html) under
     ``results/<name>_report/``; the table is also ``results/<name>_table.md``. Returns (table markdown, paths)."""
-    from lan_basicsr.report import build_report
-    folders = [osp.join(results, f'{name}_{m["key"]}') for m in methods]
-    labels = {f'{name}_{m["key"]}': m.get('label', m['key']) for m in methods}
-    paths = build_report(folders, osp.join(results, f'{name}_report'), labels=labels, title=f'Demo: {name}')
-    with open(paths['table1.md'], encoding='utf-8') as f:
-        table = f.read()
-    with open(osp.join(results, f'{name}_table.md'), 'w', encoding='utf-8') as f:
-        f.write(table)
-    return table, paths
+    from lan_basicsr.table_runs import write_report as write_table_report
+    return write_table_report(name, _runs(name, methods), results, title=f'Demo: {name}')
 
 
 def main(argv=None):
@@ -156,31 +126,21 @@ def main(argv=None):
 
 
 def _run_methods(args, opt, opt_path, name, methods):
+    from lan_basicsr.table_runs import options_digest, run_tables
+    from lan_basicsr.utils.options import load_config
     results = osp.join(ROOT, 'results')
-    # 'name' is each run's own (<name>_<key>); every other override goes to every run
-    user = [f'{k}={_cli_value(v)}' for k, v in (args.cfg_options or {}).items() if k != 'name']
-    env = dict(os.environ, PYTHONUNBUFFERED='1')
     start = time.time()
-    for i, method in enumerate(methods, 1):
-        run_name = f'{name}_{method["key"]}'
-        overrides = [f'name={run_name}'] + method_overrides(method)
-        cmd = ['tools/test.py', '-opt', osp.relpath(opt_path, REPO), '--cfg-options'] + overrides + user
-        launcher = []
-        if args.nproc > 1:
-            launcher = ['-m', 'torch.distributed.run', '--standalone', f'--nproc_per_node={args.nproc}']
-            cmd += ['--launcher', 'pytorch']
-        shown = ' '.join(['torchrun'] + launcher[2:] if launcher else ['python'])
-        print(f'[{i}/{len(methods)}] {method.get("label", method["key"])}: {shown} {" ".join(cmd)}', flush=True)
-        t0 = time.time()
-        proc = subprocess.run([sys.executable] + launcher + cmd, cwd=REPO, capture_output=True, text=True, env=env)
-        if proc.returncode != 0:
-            errors = [ln for ln in proc.stderr.splitlines() if ln.startswith('error: ')]
-            if errors and proc.returncode == 2:  # the run's own one-line error
-                raise OptionError(f'demo method "{method["key"]}" (python {" ".join(cmd)}): {errors[-1][7:]}')
-            print('\n'.join(proc.stderr.strip().splitlines()[-15:]), file=sys.stderr)
-            sys.exit(proc.returncode)
-        print(f'      done in {time.time() - t0:.0f} s -> results/{run_name}/', flush=True)
-    folders = ' '.join(f'results/{name}_{m["key"]}' for m in methods)
+    runs = _runs(name, methods)  # 'name' is each run's own (<name>_<key>); every other override goes to every run
+    run_tables(
+        runs,
+        osp.relpath(opt_path, REPO),
+        REPO,
+        results,
+        options_digest(load_config(opt_path)),
+        args.cfg_options,
+        nproc_per_node=args.nproc,
+        log=lambda line: print(line, flush=True))
+    folders = ' '.join(f'results/{r.name}' for r in runs)
     print(f'Report: python tools/report.py {folders} -o results/{name}_report', flush=True)
     table, paths = write_report(name, methods, results)
     print('\n' + table)

@@ -26,9 +26,10 @@ from lan_basicsr.utils.option_schema import Bool, Int, ListOf, OneOf, Section, S
 
 __all__ = [
     'IMG_EXTENSIONS', 'COLOR_CHANNELS', 'parse_color', 'ColorMode', 'decode_raw', 'decode_image', 'read_file_bytes',
-    'read_image_file', 'option_where', 'require_path', 'list_images', 'paired_paths_from_folders',
-    'read_lmdb_meta_info', 'check_lmdb_keys', 'paired_keys_from_lmdbs', 'fixed_crop', 'parse_crop_opt',
-    'train_crop_augment', 'load_image', 'CROP_OPTION', 'FILENAME_TMPL_OPTION', 'COLOR_OPTION', 'TRAIN_AUGMENT_OPTIONS'
+    'read_image_file', 'option_where', 'require_path', 'list_images', 'paired_paths_from_folders', 'read_name_list',
+    'paired_paths_from_list', 'read_lmdb_meta_info', 'check_lmdb_keys', 'paired_keys_from_lmdbs', 'fixed_crop',
+    'parse_crop_opt', 'train_crop_augment', 'load_image', 'CROP_OPTION', 'FILENAME_TMPL_OPTION', 'COLOR_OPTION',
+    'TRAIN_AUGMENT_OPTIONS'
 ]
 
 IMG_EXTENSIONS = ('.png', '.jpg', '.jpeg', '.bmp', '.tif', '.tiff', '.webp', '.ppm', '.pgm')
@@ -162,6 +163,40 @@ def paired_paths_from_folders(lq_folder, gt_folder, filename_tmpl='{}'):
     if orphans:
         raise DataError(f'{osp.join(lq_folder, orphans[0])}: no GT partner in {gt_folder} '
                         f'({len(orphans)} LQ image(s) without GT)')
+    return paths
+
+
+def read_name_list(path, where):
+    """Image names listed in a ``meta_info_file``: the first whitespace-separated token of every non-empty line
+    (BasicSR's format, so ``name.png (512,512,3) 1`` lines work too), in file order, each once."""
+    if not osp.isfile(path):
+        raise DataError(f'{where}: {path} does not exist')
+    names, seen = [], set()
+    with open(path, encoding='utf-8') as f:
+        for lineno, line in enumerate(f, 1):
+            if line.strip():
+                name = line.split()[0]
+                if name in seen:
+                    raise DataError(f'{path}:{lineno}: "{name}" listed twice')
+                names.append(name)
+                seen.add(name)
+    if not names:
+        raise DataError(f'{path}: lists no images')
+    return names
+
+
+def paired_paths_from_list(lq_folder, gt_folder, names, list_path, filename_tmpl='{}'):
+    """Pairs for the GT images ``names`` (relative to ``gt_folder``), partners found as by
+    :func:`paired_paths_from_folders`; a listed image missing on either side is a :class:`DataError` naming the list
+    and the file."""
+    paths = []
+    for gt_name in names:
+        stem, ext = osp.splitext(gt_name)
+        lq_name = osp.join(osp.dirname(stem), filename_tmpl.format(osp.basename(stem))) + ext
+        for folder, name in ((gt_folder, gt_name), (lq_folder, lq_name)):
+            if not osp.isfile(osp.join(folder, name)):
+                raise DataError(f'{osp.join(folder, name)}: missing (listed in {list_path})')
+        paths.append({'lq_path': osp.join(lq_folder, lq_name), 'gt_path': osp.join(gt_folder, gt_name)})
     return paths
 
 

@@ -6,10 +6,10 @@ from basicsr.utils.registry import DATASET_REGISTRY
 from torch.utils import data
 
 from lan_basicsr.utils.errors import DataError, OptionError
-from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath
+from lan_basicsr.utils.option_schema import IO_BACKEND, DirPath, Str
 from .data_util import (COLOR_OPTION, CROP_OPTION, FILENAME_TMPL_OPTION, TRAIN_AUGMENT_OPTIONS, ColorMode, fixed_crop,
-                        load_image, option_where, paired_keys_from_lmdbs, paired_paths_from_folders, parse_crop_opt,
-                        require_path, train_crop_augment)
+                        load_image, option_where, paired_keys_from_lmdbs, paired_paths_from_folders,
+                        paired_paths_from_list, parse_crop_opt, read_name_list, require_path, train_crop_augment)
 
 __all__ = ['PairedNoisyDataset']
 
@@ -22,6 +22,9 @@ class PairedNoisyDataset(ColorMode, data.Dataset):
         dataroot_lq, dataroot_gt (str): folders (pairs matched by name through ``filename_tmpl``, default ``'{}'``)
             or ``.lmdb`` folders made by BasicSR's LMDB utilities (``io_backend: {type: lmdb}``; same keys).
         io_backend (dict): ``{type: disk}`` (default) or ``{type: lmdb}``.
+        meta_info_file (str, optional): a text file listing the GT images to use, one per line (first token: the
+            file name relative to dataroot_gt, or ``key.png`` for an LMDB), in that order; e.g. one camera's PolyU
+            tiles (``tools/prepare_polyu.py --cameras``). Omitted: every pair.
         crop (dict, optional): fixed crop in every phase, ``{size: 256, position: top_left}`` (the official PolyU
             protocol; ``position: center`` also works). Omitted: full images.
         gt_size, use_hflip, use_rot: training only (``phase: train``): random crop plus flips/rotations.
@@ -39,6 +42,7 @@ class PairedNoisyDataset(ColorMode, data.Dataset):
         'io_backend': IO_BACKEND,
         'color': COLOR_OPTION,
         'filename_tmpl': FILENAME_TMPL_OPTION,
+        'meta_info_file': Str(null=True),  # checked (exists, lists known images) when the dataset is built
         'crop': CROP_OPTION,
         **TRAIN_AUGMENT_OPTIONS,
     }
@@ -50,13 +54,25 @@ class PairedNoisyDataset(ColorMode, data.Dataset):
         self.io_backend_opt = dict(opt.get('io_backend') or {'type': 'disk'})
         backend = self.io_backend_opt.get('type', 'disk')
         lq_root, gt_root = require_path(opt, 'dataroot_lq'), require_path(opt, 'dataroot_gt')
+        list_path = opt.get('meta_info_file')
+        names = read_name_list(osp.expanduser(str(list_path)), option_where(opt,
+                                                                            'meta_info_file')) if list_path else None
         if backend == 'lmdb':
             keys, lq_meta, gt_meta = paired_keys_from_lmdbs(lq_root, gt_root)
+            if names is not None:
+                wanted = [osp.splitext(n)[0] for n in names]
+                absent = [k for k in wanted if k not in gt_meta]
+                if absent:
+                    raise DataError(f'{list_path}: key "{absent[0]}" is not in {gt_root} ({len(absent)} listed keys '
+                                    'missing)')
+                keys = wanted
             self.paths = [{'lq_path': k, 'gt_path': k} for k in keys]
             self.meta = {'lq': lq_meta, 'gt': gt_meta}
             self.io_backend_opt.update(db_paths=[lq_root, gt_root], client_keys=['lq', 'gt'])
         elif backend == 'disk':
-            self.paths = paired_paths_from_folders(lq_root, gt_root, opt.get('filename_tmpl', '{}'))
+            tmpl = opt.get('filename_tmpl', '{}')
+            self.paths = paired_paths_from_folders(lq_root, gt_root, tmpl) if names is None else \
+                paired_paths_from_list(lq_root, gt_root, names, list_path, tmpl)
             self.meta = {'lq': None, 'gt': None}
         else:
             raise OptionError(f'{option_where(opt, "io_backend.type")}: expected disk or lmdb, got {backend!r}')

@@ -27,7 +27,8 @@ from .data_util import IMG_EXTENSIONS, decode_raw, read_file_bytes
 
 __all__ = [
     'crop_starts', 'tile_starts', 'crop_boxes', 'read_raw', 'encode_png', 'PairScan', 'PrepareSummary', 'scan_pairs',
-    'prepare_paired_folder', 'scan_sidd', 'prepare_sidd_lmdb', 'load_mat_blocks', 'prepare_sidd_val'
+    'prepare_paired_folder', 'scene_camera', 'select_cameras', 'split_holdout', 'tile_scene', 'write_camera_lists',
+    'prepare_crops_lmdb', 'scan_sidd', 'prepare_sidd_lmdb', 'load_mat_blocks', 'prepare_sidd_val'
 ]
 
 
@@ -182,6 +183,90 @@ def scan_pairs(folder, noisy_suffix='_Real', clean_suffix='_mean'):
     return scan
 
 
+# -------------------------------------------------------------------------------------------------- PolyU cameras
+def scene_camera(scene):
+    """The camera of a PolyU scene name: its first ``_``-separated token, joined with the next ones while it has no
+    digit (``Canon5D2_bag`` -> Canon5D2; ``Nikon_800_carbi``, a Nikon800 scene spelled apart, -> Nikon800)."""
+    tokens = scene.split('_')
+    camera, i = tokens[0], 1
+    while not any(c.isdigit() for c in camera) and i < len(tokens) - 1:  # the last token names the scene
+        camera, i = camera + tokens[i], i + 1
+    return camera
+
+
+def _line_scene(line):
+    return line.split(': ', 1)[0]  # scan_pairs' unpaired lines start with '{scene}: '
+
+
+def select_cameras(scan, cameras, where='--cameras'):
+    """The part of a PolyU :class:`PairScan` whose scenes belong to ``cameras`` (names compared case-insensitively).
+
+    A camera without any complete pair is a DataError naming the cameras that have some.
+    """
+    wanted = {c.lower() for c in cameras}
+    present = sorted({scene_camera(scene) for scene, _, _ in scan.pairs})
+    missing = [c for c in cameras if c.lower() not in {p.lower() for p in present}]
+    if missing:
+        raise DataError(f'{where}: no complete noisy/clean pair of camera {", ".join(missing)} (cameras with pairs: '
+                        f'{", ".join(present)})')
+    return PairScan(
+        pairs=[p for p in scan.pairs if scene_camera(p[0]).lower() in wanted],
+        unpaired=[u for u in scan.unpaired if scene_camera(_line_scene(u)).lower() in wanted],
+        ignored=list(scan.ignored))
+
+
+def split_holdout(scan, per_camera=0, scenes=()):
+    """Split a :class:`PairScan` by scene into (train, held-out): the named ``scenes`` and the first ``per_camera``
+    scenes of each camera in sorted name order are held out (a rule that looks at names only, never at scores).
+
+    Unknown scene names and a camera left without a training scene are DataErrors.
+    """
+    names = [p[0] for p in scan.pairs]
+    unknown = sorted(set(scenes) - set(names))
+    if unknown:
+        raise DataError(f'--val-scenes: no pair named {", ".join(unknown)} (scenes: {", ".join(names)})')
+    held = set(scenes)
+    by_camera = {}
+    for name in sorted(names):
+        by_camera.setdefault(scene_camera(name), []).append(name)
+    for camera, camera_scenes in by_camera.items():
+        if per_camera:
+            held.update(camera_scenes[:per_camera])
+        if not set(camera_scenes) - held:
+            raise DataError(f'holding out {", ".join(sorted(held & set(camera_scenes)))} leaves camera {camera} '
+                            'without a training scene; hold out fewer scenes')
+    train = PairScan([p for p in scan.pairs if p[0] not in held], list(scan.unpaired), list(scan.ignored))
+    val = PairScan([p for p in scan.pairs if p[0] in held])
+    return train, val
+
+
+def tile_scene(name):
+    """Scene of a tile file name or key ``{scene}_{index:04d}[.png]``."""
+    return osp.splitext(name)[0].rsplit('_', 1)[0]
+
+
+def write_camera_lists(folder, every=None):
+    """Write ``meta_info_{camera}.txt`` (and ``meta_info_{camera}_every{k}.txt``: tiles 0, k, 2k, ... of each camera
+    in name order) beside ``folder/gt``, listing the tile file names one per line (BasicSR's ``meta_info_file``).
+
+    Returns ``{file name: number of tiles}``. The subset rule reads names only, so every method gets the same tiles.
+    """
+    by_camera = {}
+    for name in sorted(os.listdir(osp.join(folder, 'gt'))):
+        if name.lower().endswith(IMG_EXTENSIONS):
+            by_camera.setdefault(scene_camera(tile_scene(name)), []).append(name)
+    written = {}
+    for camera, names in sorted(by_camera.items()):
+        lists = {f'meta_info_{camera}.txt': names}
+        if every and every > 1:
+            lists[f'meta_info_{camera}_every{every}.txt'] = names[::every]
+        for file_name, chosen in lists.items():
+            with open(osp.join(folder, file_name), 'w', encoding='utf-8') as f:
+                f.write(''.join(f'{n}\n' for n in chosen))
+            written[file_name] = len(chosen)
+    return written
+
+
 # ---------------------------------------------------------------------------------------------- paired PNG folders
 def _tile_pair(job):
     """Worker: tile (or copy) one pair into lq/ and gt/; returns (status, scene, count or reason)."""
@@ -267,8 +352,8 @@ def scan_sidd(src):
 
 
 def _crop_pair(job):
-    """Worker: PNG bytes of the overlapping crops of one SIDD pair; returns (status, stem, crops or reason)."""
-    stem, noisy_path, gt_path, size, step, level = job
+    """Worker: PNG bytes of the crops of one pair; returns (status, stem, [(key, lq, gt, shape)] or reason)."""
+    stem, noisy_path, gt_path, size, step, level, key_fmt, first = job
     try:
         noisy, gt = read_raw(noisy_path), read_raw(gt_path)
     except DataError as e:
@@ -277,21 +362,29 @@ def _crop_pair(job):
         return 'mismatched', stem, (f'{noisy_path} is {noisy.shape[0]}x{noisy.shape[1]}, {gt_path} is '
                                     f'{gt.shape[0]}x{gt.shape[1]}')
     crops = []
-    for index, (top, left) in enumerate(crop_boxes(noisy.shape[0], noisy.shape[1], size, step), 1):
+    for index, (top, left) in enumerate(crop_boxes(noisy.shape[0], noisy.shape[1], size, step), first):
         lq_crop, gt_crop = noisy[top:top + size, left:left + size], gt[top:top + size, left:left + size]
-        crops.append((f'{stem}_s{index:03d}', encode_png(lq_crop, level), encode_png(gt_crop, level), _shape3(lq_crop)))
+        key = key_fmt.format(stem=stem, index=index)
+        crops.append((key, encode_png(lq_crop, level), encode_png(gt_crop, level), _shape3(lq_crop)))
     return 'ok', stem, crops
 
 
-def prepare_sidd_lmdb(scan, dst, size=512, overlap=128, workers=1, compress_level=1, progress=True):
-    """Crop SIDD pairs (Restormer's rule, step = size - overlap) into ``dst/lq.lmdb`` and ``dst/gt.lmdb``.
+def prepare_crops_lmdb(scan,
+                       dst,
+                       size=512,
+                       step=None,
+                       key_fmt='{stem}_{index:04d}',
+                       first_index=0,
+                       workers=1,
+                       compress_level=1,
+                       progress=True,
+                       desc='pairs'):
+    """Crop the pairs of a :class:`PairScan` into ``dst/lq.lmdb`` and ``dst/gt.lmdb`` with BasicSR's LmdbMaker.
 
-    Keys ``{stem}_s{index:03d}`` (row-major from 1, like Restormer's patch numbering), identical in both LMDBs, each
+    ``step`` None: non-overlapping tiles (the PolyU rule); else Restormer's overlapping rule. Keys
+    ``key_fmt.format(stem=scene, index=i)`` with ``i`` row-major from ``first_index``, identical in both LMDBs, each
     with BasicSR's meta_info.txt. The map size is an upper bound computed from the image headers.
     """
-    if not 0 <= overlap < size:
-        raise DataError(f'overlap must be in [0, crop size {size}), got {overlap}')
-    step = size - overlap
     lq_lmdb, gt_lmdb = _new_path(osp.join(dst, 'lq.lmdb')), _new_path(osp.join(dst, 'gt.lmdb'))
     logger = get_root_logger()
     summary, jobs, map_size = PrepareSummary(unpaired=list(scan.unpaired)), [], 0
@@ -311,11 +404,11 @@ def prepare_sidd_lmdb(scan, dst, size=512, overlap=128, workers=1, compress_leve
             continue
         # PNG of incompressible data: raw bytes + <1% (filter bytes, deflate blocks, chunks); LMDB pages: +8 KiB/value
         map_size += num * (int(size * size * max(cn * bn, cg * bg) * 1.02) + 8192)
-        jobs.append((stem, noisy_path, gt_path, size, step, compress_level))
+        jobs.append((stem, noisy_path, gt_path, size, step, compress_level, key_fmt, first_index))
     for line in summary.skipped[len(summary.unpaired):]:
         logger.warning(f'skipped: {line}')
     if not jobs:
-        raise DataError(f'no usable SIDD pair ({len(scan.pairs)} found, {len(summary.skipped)} files/pairs skipped)')
+        raise DataError(f'no usable pair ({len(scan.pairs)} found, {len(summary.skipped)} files/pairs skipped)')
     os.makedirs(dst, exist_ok=True)
     map_size = int(map_size * 1.1) + (64 << 20)
     makers = [
@@ -323,7 +416,7 @@ def prepare_sidd_lmdb(scan, dst, size=512, overlap=128, workers=1, compress_leve
         LmdbMaker(gt_lmdb, map_size, compress_level=compress_level)
     ]
     try:
-        for status, stem, result in _run_jobs(_crop_pair, jobs, workers, 'SIDD pairs', progress):
+        for status, stem, result in _run_jobs(_crop_pair, jobs, workers, desc, progress):
             if status != 'ok':
                 getattr(summary, status).append(result)
                 logger.warning(f'skipped {stem}: {result}')
@@ -337,6 +430,17 @@ def prepare_sidd_lmdb(scan, dst, size=512, overlap=128, workers=1, compress_leve
         for maker in makers:
             maker.close()
     return summary
+
+
+def prepare_sidd_lmdb(scan, dst, size=512, overlap=128, workers=1, compress_level=1, progress=True):
+    """Crop SIDD pairs (Restormer's rule, step = size - overlap) into ``dst/lq.lmdb`` and ``dst/gt.lmdb``.
+
+    Keys ``{stem}_s{index:03d}`` (row-major from 1, like Restormer's patch numbering); see :func:`prepare_crops_lmdb`.
+    """
+    if not 0 <= overlap < size:
+        raise DataError(f'overlap must be in [0, crop size {size}), got {overlap}')
+    return prepare_crops_lmdb(scan, dst, size, size - overlap, '{stem}_s{index:03d}', 1, workers, compress_level,
+                              progress, 'SIDD pairs')
 
 
 # -------------------------------------------------------------------------------------------------------- SIDD val

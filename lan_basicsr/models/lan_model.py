@@ -17,6 +17,8 @@ and, with ``adapt.save_offset``, ``offsets/<dataset>/<image>_phi.npy`` (φ) and 
 float32 CHW; with ``adapt.save_compare``, ``compare/<dataset>/<image>_{noisy,step0,gt}.png`` (the noisy input, the
 step-0 output of the reset network, the GT when there is one) for side-by-side pictures (:mod:`lan_basicsr.report`);
 ``report.json``: the option file's ``report`` section (display label, training noise of the network), when given.
+With ``adapt.select`` (a ground-truth-free rule, :mod:`lan_basicsr.models.selection`) the saved image is the selected
+one and ``selected.csv`` records each image's choice.
 
 torchrun: rank r adapts images r, r + world_size, ... (each rank on its own, no DDP: adaptation is per image).
 Rank 0 merges the ranks' part files before (leftovers of an interrupted run, any world size) and after each
@@ -34,7 +36,9 @@ on unchecked; the flagged image is then adapted again alone, reading every step'
 Extension points: ``adapt_batch(net, ...)`` runs whatever ``net`` it is given (a tiled wrapper of the network needs
 no change in the loop); adapters (``lan_basicsr/adapters``) decide what is trained and the network the loss runs;
 losses are called ``loss_fn(net, x, step, steps, generators=...)`` and return ``SelfSupervisedOutput(loss, output,
-per_image)``; ``observer(step, adapted_input, output, losses)`` sees every step (``LANModel.observer``).
+per_image)``; ``observer(step, adapted_input, output, losses)`` sees every step (``LANModel.observer``; one with
+``start(lq)`` / ``bind(network)`` methods is given the batch's noisy images / the network the loss runs first, e.g. a
+GT-free step-selection rule, ``adapt.select``).
 """
 
 import json
@@ -61,9 +65,10 @@ from lan_basicsr.utils.option_schema import (AnyValue, Bool, Int, ListOf, Regist
                                              accepted_arguments, class_option_values)
 from lan_basicsr.utils.registry import ADAPTER_REGISTRY, build_from_registry, check_registered
 from .denoise_model import DenoiseModel, _image_name
+from .selection import SelectSpec, build_selector, is_last
 from .speed import AMP_DTYPES, SpeedModes
 from .step_store import (StepStore, atomic_write, check_settings, image_csv, image_manifest, input_csv, mean,
-                         read_step_csv, summarise, write_settings, write_summary)
+                         read_selected_csv, read_step_csv, selected_csv, summarise, write_settings, write_summary)
 from .tiling import build_tiled
 
 __all__ = [
@@ -90,10 +95,13 @@ ADAPT_DEFAULTS = {
     'amp': None,  # opt-in: bf16 (the network in autocast; φ, loss, optimiser float32)
     'compile': False,  # opt-in: torch.compile the network (static shapes)
     'tile': None,  # {size, pad}: adapt in tiles (lan_basicsr/models/tiling.py); None = the whole image at once
+    'select': {
+        'type': 'Last'
+    },  # or a ground-truth-free rule choosing the step to keep (lan_basicsr/models/selection.py)
 }
 # The loop's keys; the rest of adapt: goes to the adapter.
 _MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare', 'batch_size', 'channels_last',
-               'amp', 'compile', 'tile')
+               'amp', 'compile', 'select', 'tile')
 _NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
 # Value rules of the loop's keys (checked before anything is built); a loop key without a rule is accepted as is.
 ADAPT_VALUES = {
@@ -103,6 +111,7 @@ ADAPT_VALUES = {
     'save_offset': Bool(),
     'save_compare': Bool(),
     'loss': Registered('loss'),
+    'select': SelectSpec(),
     'batch_size': Int(ge=1),
     'channels_last': Bool(),
     'amp': Str(choices=tuple(AMP_DTYPES), null=True),
@@ -177,6 +186,7 @@ class AdaptResult(NamedTuple):
     adapted_input: torch.Tensor  # final network input, detached
     stopped_at: Optional[int]  # step whose loss/gradient was non-finite, or None
     offset: Optional[torch.Tensor] = None  # LAN: the final φ, 1,C,H,W, detached
+    selected: Optional[object] = None  # with adapt.select: the rule's Selection (lan_basicsr.models.selection)
 
 
 def build_adapter(net, adapt_opt):
@@ -269,6 +279,8 @@ def _run_steps(net, adapter, loss_fn, lq, steps, generators, scores, speed, chec
     """
     optimizer = adapter.reset(lq)
     model = speed.wrap(adapter.network(net))
+    if observer is not None and hasattr(observer, 'bind'):
+        observer.bind(model)  # e.g. a selection rule that runs the network itself
     batch = lq.shape[0]
     losses, ok, stopped_at = [], torch.ones(batch, dtype=torch.bool, device=lq.device), None
     for step in range(steps):
@@ -490,6 +502,9 @@ class LANModel(DenoiseModel):
         self.adapter = build_adapter(self.net, adapt)
         self.metrics_opt = (opt.get('val') or {}).get('metrics') or DEFAULT_METRICS
         self.observer = None  # observer(step, adapted_input, output, losses), called by the loop at every step
+        self.selector = build_selector(adapt['select'])  # a GT-free step-selection rule (None: the last step)
+        if self.selector is not None:
+            self.observer = self.selector
         self._sequential = False  # per-image weights could not be vectorised: network adapters go one at a time
         get_root_logger().info(f'Adaptation: {adapt["type"]} (lr {self.adapter.lr:g}, {self.adapter.optim_opt}), '
                                f'{adapt["loss"]}, {steps} steps, seed {adapt["seed"]}, batch {self.batch_size}, '
@@ -514,6 +529,8 @@ class LANModel(DenoiseModel):
         adapt['lr'] = float(adapter_cls.default_lr if adapt.get('lr') is None else adapt['lr'])
         adapt['optim'] = dict(adapt.get('optim') or {'type': 'Adam'})
         adapt = {k: v for k, v in adapt.items() if k not in _NOT_IN_SIGNATURE}
+        if is_last(adapt.get('select')):  # no selection changes nothing (folders from before adapt.select stay valid)
+            adapt.pop('select', None)
         path_opt = opt.get('path') or {}
         datasets = {}
         for ds in (opt.get('datasets') or {}).values():
@@ -640,7 +657,8 @@ class LANModel(DenoiseModel):
         self.metric_results = {}
         if rank == 0:
             groups = store.consolidate([dataset_name])
-            summary = summarise(groups, self.report_steps)
+            selected = read_selected_csv(store.selected) if self.selector is not None else None
+            summary = summarise(groups, self.report_steps, selected)
             write_summary(self.results_root, summary)
             rows = [r for r in summary if r['dataset'] == dataset_name]
             self._log_summary(dataset_name, rows)
@@ -670,9 +688,11 @@ class LANModel(DenoiseModel):
 
     def _save(self, dataset_name, data, image, result, store, save_img):
         """Write one image's outputs; its per-step rows last (they mark it done)."""
+        chosen = result.selected
         if save_img:
             imwrite(
-                tensor2img(result.output), osp.join(self.opt['path']['visualization'], dataset_name, f'{image}.png'))
+                tensor2img(result.output if chosen is None else chosen.output),
+                osp.join(self.opt['path']['visualization'], dataset_name, f'{image}.png'))
         if self.adapt_opt.get('save_offset') and result.offset is not None:
             folder = osp.join(self.results_root, 'offsets', dataset_name)
             os.makedirs(folder, exist_ok=True)
@@ -683,6 +703,11 @@ class LANModel(DenoiseModel):
         noisy = None
         if 'gt' in data:  # the noisy input scored as the steps are: "worse than the input" needs no recomputing
             noisy = input_csv(dataset_name, image, *_scores(data['lq'], data['gt'], self.metrics_opt))
+        if chosen is not None:  # the choice is made without GT; GT only scores it
+            score = (math.nan, math.nan)
+            if 'gt' in data:
+                score = _scores(chosen.output, data['gt'].to(chosen.output.device), self.metrics_opt)
+            store.append_selected(selected_csv(dataset_name, image, chosen.step, chosen.alpha, chosen.score, *score))
         store.append(image_csv(dataset_name, image, result, self.steps), noisy)
 
     def adapt_images(self, items):
@@ -706,9 +731,18 @@ class LANModel(DenoiseModel):
             lq = lq.contiguous(memory_format=torch.channels_last)
         generators = [torch.Generator().manual_seed(self.adapt_opt['seed'] + index) for _, index, _ in items]
         images = [image for _, _, image in items]
+        if self.selector is not None and self.observer is not self.selector:
+            raise OptionError(f'adapt.select {type(self.selector).__name__}: LANModel.observer was replaced by '
+                              f'{type(self.observer).__name__}, so the rule would choose from no step; set '
+                              'adapt.select=last to observe the loop yourself')
         try:
-            return adapt_batch(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generators, self.metrics_opt,
-                               images, self.speed, self.observer)
+            if self.observer is not None and hasattr(self.observer, 'start'):
+                self.observer.start(lq)  # the noisy images only; no observer ever sees gt
+            results = adapt_batch(self.net, self.adapter, self.loss_fn, lq, gt, self.steps, generators,
+                                  self.metrics_opt, images, self.speed, self.observer)
+            if self.selector is not None:
+                results = [r._replace(selected=c) for r, c in zip(results, self.selector.finish())]
+            return results
         except torch.OutOfMemoryError:
             if len(items) == 1:
                 raise

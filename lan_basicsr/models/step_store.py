@@ -9,7 +9,12 @@ Files under ``results/<name>/``:
   sorted by dataset (in test order), image name, step.
 - ``inputs.csv`` (``dataset,image,psnr,ssim``): the noisy input of every image scored against its GT as the steps
   are (written only where there is GT), so that "worse than the noisy input" can be counted without recomputing.
-- ``summary.csv`` (``dataset,step,psnr,ssim,images``): means over images at the report steps.
+- ``selected.csv`` (``dataset,image,step,alpha,score,psnr,ssim``), with ``adapt.select`` other than ``Last``: per image
+  the step a ground-truth-free rule chose, the weight α of the network output in its blend with the noisy input
+  (1: the output alone), the rule's score (lower is better) and the selected image scored against GT (empty without
+  GT; the rule never reads it). See :mod:`lan_basicsr.models.selection`.
+- ``summary.csv`` (``dataset,step,psnr,ssim,images``): means over images at the report steps; with a selection rule,
+  one more row per dataset whose step is ``selected``.
 - ``adapt_run.json``: the settings that determine the numbers (``LANModel.run_settings``: network, checkpoint
   content hashes, every dataset and noise option, seeds, metrics, adapt) and, per dataset, the image list with the
   files' sizes (:func:`image_manifest`); a rerun with any of it different is refused, naming the keys.
@@ -17,7 +22,9 @@ Files under ``results/<name>/``:
 Resume: an image is done when per_step.csv holds its rows for steps 0..N; the same command run again skips done
 images, drops a partially written image and redoes it, so the final file equals an uninterrupted run's.
 Under torchrun rank 0 appends to ``per_step.csv`` (``inputs.csv``), rank r > 0 to ``per_step.rank<r>.csv``
-(``inputs.rank<r>.csv``), so no file has two writers; rank 0 merges the part files (:meth:`StepStore.consolidate`).
+(``inputs.rank<r>.csv``, ``selected.rank<r>.csv``), so no file has two writers; rank 0 merges the part files
+(:meth:`StepStore.consolidate`). inputs.csv and selected.csv rows are written before an image's per-step rows and keep
+only the images whose steps are complete, in per_step.csv's order.
 """
 import csv
 import io
@@ -32,13 +39,15 @@ from basicsr.utils import get_root_logger
 from lan_basicsr.utils.errors import OptionError
 
 __all__ = [
-    'FIELDS', 'INPUT_FIELDS', 'SUMMARY_FIELDS', 'StepStore', 'read_step_csv', 'read_inputs_csv', 'image_csv',
-    'input_csv', 'summarise', 'mean', 'write_summary', 'check_settings', 'write_settings', 'atomic_write', 'fmt_score',
-    'image_manifest'
+    'FIELDS', 'INPUT_FIELDS', 'SELECTED_FIELDS', 'SUMMARY_FIELDS', 'SELECTED_STEP', 'StepStore', 'read_step_csv',
+    'read_inputs_csv', 'read_selected_csv', 'image_csv', 'input_csv', 'selected_csv', 'summarise', 'mean',
+    'write_summary', 'check_settings', 'write_settings', 'atomic_write', 'fmt_score', 'image_manifest'
 ]
 
 FIELDS = ('dataset', 'image', 'step', 'psnr', 'ssim', 'loss')
 INPUT_FIELDS = ('dataset', 'image', 'psnr', 'ssim')
+SELECTED_FIELDS = ('dataset', 'image', 'step', 'alpha', 'score', 'psnr', 'ssim')
+SELECTED_STEP = 'selected'  # the summary.csv step of the selected results
 SUMMARY_FIELDS = ('dataset', 'step', 'psnr', 'ssim', 'images')
 SETTINGS_FILE = 'adapt_run.json'
 _NOT_COMPARED = ('datasets', 'files')  # datasets: compared one by one; files: where the compared contents were
@@ -70,6 +79,17 @@ def input_csv(dataset, image, psnr, ssim):
     """CSV text of one image's noisy-input row."""
     buf = io.StringIO()
     csv.writer(buf, lineterminator='\n').writerow([dataset, image, fmt_score(psnr), fmt_score(ssim)])
+    return buf.getvalue()
+
+
+def selected_csv(dataset, image, step, alpha, score, psnr, ssim):
+    """CSV text of one image's selected.csv row (α and the score in their shortest exact form)."""
+    score = '' if math.isnan(score) else repr(float(score))
+    buf = io.StringIO()
+    csv.writer(
+        buf, lineterminator='\n').writerow(
+            [dataset, image, step, repr(float(alpha)), score,
+             fmt_score(psnr), fmt_score(ssim)])
     return buf.getvalue()
 
 
@@ -109,6 +129,15 @@ def read_inputs_csv(path):
     return out
 
 
+def read_selected_csv(path):
+    """``{(dataset, image): {'step': int, 'alpha', 'score', 'psnr', 'ssim': float}}`` from a ``selected.csv``."""
+    out = {}
+    for row in _read_rows(path, SELECTED_FIELDS, 'selected-step'):
+        values = [float(v) if v else math.nan for v in row[3:]]
+        out[(row[0], row[1])] = {'step': int(row[2]), **dict(zip(SELECTED_FIELDS[3:], values))}
+    return out
+
+
 def _complete(rows, steps):
     return [r[2] for r in rows] == [str(s) for s in range(steps + 1)]
 
@@ -140,6 +169,7 @@ class StepStore:
         self.steps = steps
         self.main = osp.join(root, 'per_step.csv')
         self.inputs = osp.join(root, 'inputs.csv')
+        self.selected = osp.join(root, 'selected.csv')
 
     def _own(self, stem):
         return osp.join(self.root, f'{stem}.csv' if self.rank == 0 else f'{stem}.rank{self.rank}.csv')
@@ -174,24 +204,30 @@ class StepStore:
             writer.writerows(merged[key])
         os.makedirs(self.root, exist_ok=True)
         atomic_write(self.main, buf.getvalue())
-        self._consolidate_inputs(keys)
-        for part in self._parts('per_step') + self._parts('inputs'):
+        for stem, fields in _SIDE_FILES:
+            self._consolidate_side(stem, fields, keys)
+        for part in self._parts('per_step') + [p for stem, _ in _SIDE_FILES for p in self._parts(stem)]:
             os.remove(part)
         return OrderedDict((k, merged[k]) for k in keys)
 
-    def _consolidate_inputs(self, keys):
-        """inputs.csv keeps the rows of the images whose steps are complete, in per_step.csv's order."""
-        scores = {}
-        for path in [self.inputs] + self._parts('inputs'):
-            for key, value in read_inputs_csv(path).items():
-                scores.setdefault(key, value)
-        kept = [k for k in keys if k in scores]
+    def _consolidate_side(self, stem, fields, keys):
+        """A side file (inputs.csv, selected.csv) keeps the rows of the images whose steps are complete, in
+        per_step.csv's order (the first row of an image wins: the main file, then the part files)."""
+        main = osp.join(self.root, f'{stem}.csv')
+        rows = {}
+        for path in [main] + self._parts(stem):
+            for row in _read_rows(path, fields, f'{stem}.csv'):
+                rows.setdefault((row[0], row[1]), row)
+        kept = [k for k in keys if k in rows]
         if not kept:
-            if osp.isfile(self.inputs):
-                os.remove(self.inputs)
+            if osp.isfile(main):
+                os.remove(main)
             return
-        text = ','.join(INPUT_FIELDS) + '\n' + ''.join(input_csv(*k, *scores[k]) for k in kept)
-        atomic_write(self.inputs, text)
+        buf = io.StringIO()
+        writer = csv.writer(buf, lineterminator='\n')
+        writer.writerow(fields)
+        writer.writerows(rows[k] for k in kept)
+        atomic_write(main, buf.getvalue())
 
     def has_rows(self):
         """Whether per_step.csv or a part file holds more than a header."""
@@ -199,11 +235,16 @@ class StepStore:
         return any(osp.isfile(p) and osp.getsize(p) > size for p in [self.main] + self._parts('per_step'))
 
     def append(self, text, input_text=None):
-        """Append one image's rows (and its noisy-input row, written first): the per-step rows mark it done."""
+        """Append one image's rows (its noisy-input row first): the per-step rows mark it done."""
         os.makedirs(self.root, exist_ok=True)
         if input_text:
             _append(self._own('inputs'), INPUT_FIELDS, input_text)
         _append(self._own('per_step'), FIELDS, text)
+
+    def append_selected(self, text):
+        """Append one image's selected.csv row; call it before :meth:`append` (which marks the image done)."""
+        os.makedirs(self.root, exist_ok=True)
+        _append(self._own('selected'), SELECTED_FIELDS, text)
 
 
 def mean(values):
@@ -212,18 +253,31 @@ def mean(values):
     return sum(values) / len(values) if values else math.nan
 
 
-def summarise(groups, report_steps):
-    """Summary rows ``{dataset, step, psnr, ssim, images}`` from per-step groups (dataset order kept)."""
+def summarise(groups, report_steps, selected=None):
+    """Summary rows ``{dataset, step, psnr, ssim, images}`` from per-step groups (dataset order kept).
+
+    ``selected`` (:func:`read_selected_csv`'s dict): one more row per dataset, step :data:`SELECTED_STEP`, over the
+    images of ``groups`` that have a selected row.
+    """
     by_dataset = OrderedDict()
-    for (dataset, _), rows in groups.items():
-        by_dataset.setdefault(dataset, []).append(rows)
+    for (dataset, image), rows in groups.items():
+        by_dataset.setdefault(dataset, []).append((image, rows))
     summary = []
     for dataset, images in by_dataset.items():
         for step in report_steps:
-            rows = [img[step] for img in images if step < len(img)]
+            rows = [img[step] for _, img in images if step < len(img)]
             psnr = mean([float(r[3]) if r[3] else math.nan for r in rows])
             ssim = mean([float(r[4]) if r[4] else math.nan for r in rows])
             summary.append({'dataset': dataset, 'step': step, 'psnr': psnr, 'ssim': ssim, 'images': len(rows)})
+        if selected is not None:
+            chosen = [selected[(dataset, image)] for image, _ in images if (dataset, image) in selected]
+            summary.append({
+                'dataset': dataset,
+                'step': SELECTED_STEP,
+                'psnr': mean([c['psnr'] for c in chosen]),
+                'ssim': mean([c['ssim'] for c in chosen]),
+                'images': len(chosen)
+            })
     return summary
 
 
@@ -234,6 +288,9 @@ def write_summary(root, summary):
     for r in summary:
         writer.writerow([r['dataset'], r['step'], fmt_score(r['psnr']), fmt_score(r['ssim']), r['images']])
     atomic_write(osp.join(root, 'summary.csv'), buf.getvalue())
+
+
+_SIDE_FILES = (('inputs', INPUT_FIELDS), ('selected', SELECTED_FIELDS))
 
 
 def _flatten(value, prefix=''):
@@ -318,8 +375,9 @@ def check_settings(root, signature, name, steps, partial=False):
     new_flat = _flatten({k: v for k, v in new.items() if k not in _NOT_COMPARED})
     for ds in set(old.get('datasets', {})) & set(new.get('datasets', {})):
         old_ds, new_ds = dict(old['datasets'][ds]), dict(new['datasets'][ds])
-        if partial or 'images' not in new_ds:
+        if partial or 'images' not in new_ds or 'images' not in old_ds:  # no list yet: nothing adapted there
             old_ds.pop('images', None)
+            new_ds.pop('images', None)
         old_flat.update(_flatten(old_ds, f'datasets.{ds}.'))
         new_flat.update(_flatten(new_ds, f'datasets.{ds}.'))
     diff = [k for k in sorted(set(old_flat) | set(new_flat)) if old_flat.get(k) != new_flat.get(k)]

@@ -330,7 +330,7 @@ class Arguments(Section):
 def _registry(kind):
     from basicsr.utils.registry import ARCH_REGISTRY, DATASET_REGISTRY, LOSS_REGISTRY, METRIC_REGISTRY, MODEL_REGISTRY
 
-    from .registry import ADAPTER_REGISTRY, NOISE_REGISTRY
+    from .registry import ADAPTER_REGISTRY, NOISE_REGISTRY, SELECT_REGISTRY
     return dict(
         arch=ARCH_REGISTRY,
         dataset=DATASET_REGISTRY,
@@ -338,7 +338,8 @@ def _registry(kind):
         metric=METRIC_REGISTRY,
         model=MODEL_REGISTRY,
         adapter=ADAPTER_REGISTRY,
-        noise=NOISE_REGISTRY)[kind]
+        noise=NOISE_REGISTRY,
+        select=SELECT_REGISTRY)[kind]
 
 
 def first_line(exc):
@@ -383,7 +384,7 @@ def _dry_build_for(kind, cls):
     own = cls.__module__.startswith('lan_basicsr') and getattr(cls, 'dry_build', True)
     if kind == 'arch' and own:  # e.g. SpandrelNet sets dry_build = False: building it reads its checkpoint
         return _dry_build_meta
-    if kind == 'noise' and own:
+    if kind in ('noise', 'select') and own:
         return _dry_build_cheap
     if kind == 'loss' and (own or cls.__name__ in _CHEAP_BASICSR_LOSSES):
         return _dry_build_cheap
@@ -777,6 +778,35 @@ _DEMO_METHOD_KEYS = {
 }
 _DEMO_METHOD = Section(_DEMO_METHOD_KEYS, required=('key', ))
 register_section('demo', Section({'methods': ListOf(_DEMO_METHOD, min_len=1)}))  # read by tools/demo.py
+
+_TABLE_ROW_KEYS = {**_DEMO_METHOD_KEYS, 'per_loss': Bool()}
+_TABLE_ROW = Section(_TABLE_ROW_KEYS, required=('key', ))
+_TABLE_ROW_VALUE = Section({k: v for k, v in _TABLE_ROW_KEYS.items() if k != 'key'}, null=True)
+
+
+class _TableRows(Spec):
+    """``table.methods`` / ``table.losses``: a list of ``{key, ...}`` entries, or a mapping ``key -> entry`` (which
+    merges under ``_base_``; a null entry removes an inherited one)."""
+
+    what = 'a list of {key, label, cfg_options} entries or a mapping of keys to {label, cfg_options}'
+
+    def check(self, value, keys, ctx):
+        if isinstance(value, (list, tuple)):
+            ListOf(_TABLE_ROW, min_len=1).check(value, keys, ctx)
+        elif isinstance(value, dict):
+            MapOf(_TABLE_ROW_VALUE, key=Str(check=_name_check)).check(value, keys, ctx)
+        else:
+            ctx.fail(keys, f'expected {self.what}, got {_show(value)}')
+
+
+register_section(
+    'table',
+    Section({  # read by tools/run_table.py (lan_basicsr/table_runs.py)
+        'title': Str(),
+        'steps': ListOf(Int(ge=0), min_len=1),
+        'losses': _TableRows(),
+        'methods': _TableRows(),
+    }))
 
 
 def _model_sections(model_cls):

@@ -1,7 +1,8 @@
 """Registries of our own, plus a builder that fails clearly on an unknown ``type``.
 
 BasicSR's registries (ARCH, MODEL, LOSS, DATASET, METRIC) are used as they are; LAN adds ADAPTER_REGISTRY (what is
-adapted at test time) and NOISE_REGISTRY (synthetic noise models).
+adapted at test time), NOISE_REGISTRY (synthetic noise models) and SELECT_REGISTRY (ground-truth-free rules that choose
+the step to keep, ``adapt.select``).
 """
 from copy import deepcopy
 
@@ -9,10 +10,11 @@ from basicsr.utils.registry import Registry
 
 from .errors import OptionError
 
-__all__ = ['ADAPTER_REGISTRY', 'NOISE_REGISTRY', 'build_from_registry', 'check_registered']
+__all__ = ['ADAPTER_REGISTRY', 'NOISE_REGISTRY', 'SELECT_REGISTRY', 'build_from_registry', 'check_registered']
 
 ADAPTER_REGISTRY = Registry('adapter')
 NOISE_REGISTRY = Registry('noise')
+SELECT_REGISTRY = Registry('select')
 
 
 def check_registered(registry, name, where):

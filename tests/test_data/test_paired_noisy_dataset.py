@@ -1,4 +1,5 @@
 """PairedNoisyDataset and NoisyImageDataset: folders, LMDBs, crops, and every input error naming its file/key."""
+import gc
 import os
 import random
 from os import path as osp
@@ -170,3 +171,35 @@ def test_noisy_image_dataset_folder_and_lmdb(paired_folder, tmp_path):
         NoisyImageDataset({'phase': 'test', 'dataroot_lq': str(tmp_path / 'empty')})
     with pytest.raises(OptionError, match='io_backend.type'):
         NoisyImageDataset({'phase': 'test', 'dataroot_lq': lq, 'io_backend': {'type': 'ftp'}})
+
+
+def test_meta_info_file_selects_and_orders_pairs(paired_folder, tmp_path):
+    listing = tmp_path / 'meta_info_sub.txt'
+    listing.write_text('img004.png (24,32,3) 1\n\nimg001.png\n')  # BasicSR's line format or bare names
+    ds = PairedNoisyDataset(folder_opt(paired_folder, meta_info_file=str(listing)))
+    assert [ds[i]['name'] for i in range(len(ds))] == ['img004', 'img001']
+    assert torch.equal(ds[1]['lq'], PairedNoisyDataset(folder_opt(paired_folder))[1]['lq'])
+    listing.write_text('img001.png\nimg009.png\n')
+    with pytest.raises(DataError, match=r'lq/img009.png: missing \(listed in .*meta_info_sub.txt\)|gt/img009.png'):
+        PairedNoisyDataset(folder_opt(paired_folder, meta_info_file=str(listing)))
+    listing.write_text('img001.png\nimg001.png\n')
+    with pytest.raises(DataError, match='meta_info_sub.txt:2: "img001.png" listed twice'):
+        PairedNoisyDataset(folder_opt(paired_folder, meta_info_file=str(listing)))
+    with pytest.raises(DataError, match=r'datasets\.test\.meta_info_file.*nowhere.txt does not exist'):
+        PairedNoisyDataset(folder_opt(paired_folder, meta_info_file=str(tmp_path / 'nowhere.txt')))
+
+
+def test_meta_info_file_with_lmdb(tmp_path):
+    imgs = rand_imgs(['k0', 'k1', 'k2'])
+    lq, gt = make_lmdb(str(tmp_path / 'lq.lmdb'), imgs), make_lmdb(str(tmp_path / 'gt.lmdb'), imgs)
+    listing = tmp_path / 'list.txt'
+    listing.write_text('k2.png\nk0.png\n')
+    opt = {'name': 'l', 'dataroot_lq': lq, 'dataroot_gt': gt, 'io_backend': {'type': 'lmdb'}}
+    ds = PairedNoisyDataset(dict(opt, meta_info_file=str(listing)))
+    assert [ds[i]['name'] for i in range(2)] == ['k2', 'k0']
+    np.testing.assert_array_equal((ds[0]['gt'].numpy().transpose(1, 2, 0) * 255).round(), imgs['k2'][..., ::-1])
+    del ds  # closes its LMDB environments (one process may open an environment once)
+    gc.collect()
+    listing.write_text('k3.png\n')
+    with pytest.raises(DataError, match='key "k3" is not in'):
+        PairedNoisyDataset(dict(opt, meta_info_file=str(listing)))

@@ -132,8 +132,9 @@ def test_same_seed_gives_identical_csv(setup):
     assert losses('a') != losses('c')  # the seed drives the Nbr2Nbr masks
 
 
-def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
-    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='full')
+def interrupt_at_third_image(monkeypatch):
+    """Make LANModel.adapt_images raise KeyboardInterrupt at the third image; return the list of images it was called
+    with (clear it to count again)."""
     calls = []
     original = LANModel.adapt_images
 
@@ -144,6 +145,12 @@ def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
         return original(self, items)
 
     monkeypatch.setattr(LANModel, 'adapt_images', interrupted)
+    return calls
+
+
+def test_interrupted_run_resumes_to_the_same_csv(setup, monkeypatch):
+    run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='full')
+    calls = interrupt_at_third_image(monkeypatch)
     with pytest.raises(KeyboardInterrupt):
         run(setup, 'adapt.loss.type=Nbr2NbrLoss', name='cut')
     partial = read(setup, 'cut')
@@ -277,6 +284,22 @@ def test_tiled_run_equals_whole_image_run(setup, adapter, loss):
         run(setup, *cfg, 'adapt.tile.size=8', 'adapt.tile.pad=16', name='tiled')
 
 
+def test_two_datasets_in_one_run_and_its_rerun(setup):
+    """Each dataset records its image list when it starts; the second one is not refused for having none before."""
+    datasets = [
+        'datasets._delete_=true', 'datasets.test_1.name=first', 'datasets.test_1.type=PairedNoisyDataset',
+        f'datasets.test_1.dataroot_lq={setup.pairs}/lq', f'datasets.test_1.dataroot_gt={setup.pairs}/gt',
+        'datasets.test_2.name=second', 'datasets.test_2.type=PairedNoisyDataset',
+        f'datasets.test_2.dataroot_lq={setup.pairs}/lq', f'datasets.test_2.dataroot_gt={setup.pairs}/gt'
+    ]
+    run(setup, *datasets, name='two')
+    first = read(setup, name='two')
+    rows = results(setup, name='two', file='summary.csv')
+    assert [(r['dataset'], r['images']) for r in rows if r['step'] == str(STEPS)] == [('first', '4'), ('second', '4')]
+    run(setup, *datasets, name='two')  # nothing left to do, nothing refused
+    assert read(setup, name='two') == first
+
+
 def test_save_offset(setup):
     model = run(setup, 'adapt.save_offset=True', name='offsets')
     folder = osp.join(setup.root, 'results', 'offsets', 'offsets', 'toy')
@@ -344,6 +367,27 @@ def test_option_files(arch, dataset):
     net = DnCNN(3, 3, 4, 3, 'R')
     for adapter, lr in (('LAN', 5e-4), ('FullTrainable', 5e-6), ('FirstLayer', 5e-6), ('LastLayer', 5e-6)):
         assert build_adapter(net, {**switched['adapt'], 'type': adapter}).lr == lr  # lr null = adapter default
+
+
+def test_two_datasets_in_one_run(setup, tmp_path):
+    """The second dataset of a run is checked against its own image list, not against the first dataset's entry."""
+    other = make_paired_folder(str(tmp_path / 'other'), num=2, size=(16, 24), seed=3)
+    run(setup,
+        'datasets.test_2.name=toy2',
+        'datasets.test_2.type=PairedNoisyDataset',
+        f'datasets.test_2.dataroot_lq={other}/lq',
+        f'datasets.test_2.dataroot_gt={other}/gt',
+        name='two')
+    rows = results(setup, 'two')
+    assert [(d, len([r for r in rows if r['dataset'] == d])) for d in ('toy', 'toy2')] == [('toy', NUM * (STEPS + 1)),
+                                                                                           ('toy2', 2 * (STEPS + 1))]
+    run(setup,
+        'datasets.test_2.name=toy2',
+        'datasets.test_2.type=PairedNoisyDataset',
+        f'datasets.test_2.dataroot_lq={other}/lq',
+        f'datasets.test_2.dataroot_gt={other}/gt',
+        name='two')  # resumes
+    assert results(setup, 'two') == rows
 
 
 def _per_step(setup, name):

@@ -24,12 +24,15 @@ def test_methods_are_data_driven(demo):
     opt = load_config(osp.join(ROOT, demo.DEFAULT_OPT))
     assert [m['key'] for m in demo.demo_methods(opt)] == ['pretrained', 'lan', 'full', 'meta']
     assert [m['key'] for m in demo.demo_methods(opt, ['full'])] == ['full']
-    opt['demo']['methods'].append({'key': 'meta', 'label': 'meta', 'cfg_options': {'adapt.type': 'FullTrainable'}})
-    assert demo.demo_methods(opt)[-1]['key'] == 'meta'
+    opt['demo']['methods'].append({'key': 'extra', 'label': 'extra', 'cfg_options': {'adapt.type': 'FullTrainable'}})
+    assert demo.demo_methods(opt)[-1]['key'] == 'extra'
     with pytest.raises(OptionError, match='unknown key'):
         demo.demo_methods(opt, ['nope'])
     with pytest.raises(OptionError, match='lists no demo methods'):
         demo.demo_methods({})
+    opt['demo']['methods'].append({'key': 'extra'})  # two runs would share one results folder
+    with pytest.raises(OptionError, match='a key is listed twice'):
+        demo.demo_methods(opt)
 
 
 def test_table_and_report_come_from_the_report_tool(demo, report_runs):

@@ -6,10 +6,12 @@ import sys
 from os import path as osp
 
 import cv2
+import lmdb
 import numpy as np
 import pytest
 
-from lan_basicsr.data.prepare_util import crop_boxes, prepare_paired_folder, scan_pairs
+from lan_basicsr.data.prepare_util import (crop_boxes, prepare_paired_folder, scan_pairs, scene_camera, select_cameras,
+                                           split_holdout)
 from lan_basicsr.utils.errors import DataError
 
 ROOT = osp.dirname(osp.dirname(osp.dirname(osp.abspath(__file__))))
@@ -140,3 +142,93 @@ def test_nam_whole_images_and_tiles(tmp_path, capsys):
     summary = tool.main(['--src', str(src), '--dst', str(tmp_path / 'tiles'), '--tile-size', '32', '--no-progress'])
     assert summary.outputs == 8
     assert sorted(os.listdir(tmp_path / 'tiles' / 'lq'))[:4] == [f'5dmark3_iso3200_1_{i:04d}.png' for i in range(4)]
+
+
+# ------------------------------------------------------------------------------- the cross-camera protocol's splits
+CROSS_SCENES = [
+    'Canon5D2_bag', 'Canon5D2_toy', 'Nikon800_bulle', 'Nikon800_wall', 'Nikon_800_carbi', 'Canon80D_GO',
+    'SonyA7II_book', 'SonyA7II_class', 'Canon600_book'
+]
+
+
+def make_cross_tree(root):
+    """A fake PolyU OriginalImages folder: 9 complete scenes of 64x96 (2 x 3 tiles of 32), one scene without noisy."""
+    folder = osp.join(root, 'OriginalImages')
+    os.makedirs(folder)
+    for i, scene in enumerate(CROSS_SCENES):
+        cv2.imwrite(osp.join(folder, f'{scene}_Real.JPG'), smooth(64, 96, seed=i))
+        cv2.imwrite(osp.join(folder, f'{scene}_mean.JPG'), smooth(64, 96, seed=i + 50))
+    cv2.imwrite(osp.join(folder, 'SonyA7II_water_mean.JPG'), smooth(64, 96, seed=99))
+    return root
+
+
+def tiles(scenes, n=6):
+    return sorted(f'{s}_{i:04d}.png' for s in scenes for i in range(n))
+
+
+def test_scene_camera_joins_the_split_nikon_name():
+    assert [scene_camera(s) for s in CROSS_SCENES] == [
+        'Canon5D2', 'Canon5D2', 'Nikon800', 'Nikon800', 'Nikon800', 'Canon80D', 'SonyA7II', 'SonyA7II', 'Canon600'
+    ]
+    assert scene_camera('Nikon_800') == 'Nikon' and scene_camera('cam') == 'cam'  # the last token stays the scene
+
+
+def test_cross_camera_splits(tmp_path, capsys):
+    src = make_cross_tree(str(tmp_path / 'PolyU'))
+    tool = load_tool('prepare_polyu')
+    common = ['--src', src, '--tile-size', '32', '--workers', '1', '--no-progress']
+    # unseen cameras: PNG tiles plus per-camera lists, every 2nd tile of each camera
+    test_dst = tmp_path / 'unseen'
+    summary = tool.main(common + ['--dst', str(test_dst), '--cameras', 'Canon80D', 'sonya7ii', '--every', '2'])
+    test_tiles = tiles(['Canon80D_GO', 'SonyA7II_book', 'SonyA7II_class'])
+    assert (summary.pairs, summary.outputs) == (3, 18)
+    assert sorted(os.listdir(test_dst / 'lq')) == sorted(os.listdir(test_dst / 'gt')) == test_tiles
+    assert len(summary.unpaired) == 1 and summary.unpaired[0].startswith('SonyA7II_water: ')  # only its cameras'
+    assert (test_dst / 'meta_info_Canon80D.txt').read_text().split() == tiles(['Canon80D_GO'])
+    assert (test_dst / 'meta_info_SonyA7II_every2.txt').read_text().split() == \
+        tiles(['SonyA7II_book', 'SonyA7II_class'])[::2]
+    assert 'meta_info_Canon80D_every2.txt (3)' in capsys.readouterr().out
+    # seen cameras: training LMDB and held-out validation scenes (the first of each camera in name order)
+    seen_dst = tmp_path / 'seen'
+    splits = tool.main(
+        common +
+        ['--dst',
+         str(seen_dst), '--cameras', 'Canon5D2', 'Nikon800', '--format', 'lmdb', '--val-per-camera', '1'])
+    assert (splits['train'].pairs, splits['val'].pairs) == (3, 2)
+    train_keys = [line.split()[0] for line in open(seen_dst / 'train' / 'gt.lmdb' / 'meta_info.txt')]
+    assert train_keys == tiles(['Canon5D2_toy', 'Nikon800_wall', 'Nikon_800_carbi'])  # the Nikon_800 scene trains
+    assert sorted(os.listdir(seen_dst / 'val' / 'lq')) == tiles(['Canon5D2_bag', 'Nikon800_bulle'])
+    assert (seen_dst / 'val' / 'meta_info_Nikon800.txt').read_text().split() == tiles(['Nikon800_bulle'])
+    scenes = {
+        split: {name.rsplit('_', 1)[0]
+                for name in names}
+        for split, names in (('test', test_tiles), ('train', train_keys), ('val', os.listdir(seen_dst / 'val' / 'gt')))
+    }
+    assert not (scenes['test'] & scenes['train'] or scenes['test'] & scenes['val'] or scenes['train'] & scenes['val'])
+    assert 'Canon600_book' not in set.union(*scenes.values())
+    # the LMDB holds the source pixels
+    env = lmdb.open(str(seen_dst / 'train' / 'lq.lmdb'), readonly=True, lock=False)
+    with env.begin() as txn:
+        tile = cv2.imdecode(np.frombuffer(txn.get(b'Nikon_800_carbi_0004'), np.uint8), cv2.IMREAD_UNCHANGED)
+    env.close()
+    src_img = cv2.imread(osp.join(src, 'OriginalImages', 'Nikon_800_carbi_Real.JPG'), cv2.IMREAD_UNCHANGED)
+    np.testing.assert_array_equal(tile, src_img[32:64, 32:64])
+
+
+def test_cross_camera_errors(tmp_path):
+    src = make_cross_tree(str(tmp_path / 'PolyU'))
+    tool, entry = load_tool('prepare_polyu'), load_tool('_entry')
+    common = ['--src', src, '--tile-size', '32', '--workers', '1', '--no-progress', '--dst', str(tmp_path / 'o')]
+    scan = select_cameras(scan_pairs(osp.join(src, 'OriginalImages'), '_Real', '_mean'), ['Canon5D2'])
+    with pytest.raises(DataError, match='leaves camera Canon5D2 without a training scene'):
+        split_holdout(scan, per_camera=2)
+    with pytest.raises(DataError, match='--val-scenes: no pair named Canon5D2_nope'):
+        split_holdout(scan, scenes=['Canon5D2_nope'])
+    with pytest.raises(
+            DataError,
+            match=r'no complete noisy/clean pair of camera Canon9 \(cameras with pairs: '
+            r'Canon5D2, Canon600, Canon80D, Nikon800, SonyA7II\)'):
+        tool.main(common + ['--cameras', 'Canon9'])
+    with pytest.raises(SystemExit) as exc:
+        entry.run(tool.main, common + ['--every', '2'])
+    assert exc.value.code == 2 and not osp.exists(tmp_path / 'o')

@@ -126,7 +126,8 @@ def test_values_checked_before_building(paired_folder):
     # a key of another adapter may stay null (a base file lists layer: ~ for all); a value is refused
     validate_options(_lan(paired_folder, adapt={'type': 'LAN', 'layer': None, 'init_path': None}), 'x.yml')
     fails(
-        r'adapt\.init_path: not used by adapt\.type LAN \(an argument of FirstLayer, FullTrainable, LastLayer\)',
+        r'adapt\.init_path: not used by adapt\.type LAN \(an argument of FirstLayer, FullTrainable, LastLayer, '
+        r'OffsetAndWeights\)',
         adapt={
             'type': 'LAN',
             'init_path': 'x.pth'

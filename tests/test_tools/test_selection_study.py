@@ -1,0 +1,82 @@
+"""tools/selection_study.py: its offline rule evaluation picks what adapt.select picks on the same adaptations."""
+import csv
+from os import path as osp
+
+import pytest
+from conftest import import_tool, write_toy_options
+
+RULES = [{'cell': [2, 4]}, {'cell': [2, 8], 'blend': False}, {'cell': [2, 4, 8], 'blend_cell': 8}]
+
+
+@pytest.fixture(scope='module')
+def tool():
+    return import_tool('selection_study')
+
+
+def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
+    from lan_basicsr.test import test_pipeline
+    root = str(tmp_path)
+    # a rule in the option file: record replaces it by its recorder (the loop's only observer)
+    opt = write_toy_options(root, {'steps': 3, 'lr': 0.05, 'select': {'type': 'SubImageScore', 'cell': [2, 4]}}, num=3)
+    out = osp.join(root, 'steps.csv')
+    tool.main(['record', '-opt', opt, '--out', out, '--variants', 'full:adapt.type=FullTrainable,adapt.lr=0.001'])
+    with open(out, newline='') as f:
+        rows = list(csv.DictReader(f))
+    assert len(rows) == 3 * 4 and list(rows[0])[:5] == ['variant', 'dataset', 'image', 'step', 'psnr']
+    by_image = {}
+    for r in rows:
+        by_image.setdefault(r['image'], []).append({
+            k: (v if k in ('variant', 'dataset', 'image') else float(v))
+            for k, v in r.items()
+        })
+    for r in (x for steps in by_image.values() for x in steps):
+        r['step'] = int(r['step'])
+    blended = 0
+    for k, rule in enumerate(RULES):
+        cfg = ['adapt.select.type=SubImageScore', f'adapt.select.cell={rule["cell"]}'.replace(' ', '')]
+        cfg += [f'adapt.select.{key}={value}' for key, value in rule.items() if key != 'cell']
+        test_pipeline(
+            root,
+            argv=['-opt', opt, '--cfg-options', f'name=sel{k}', 'adapt.type=FullTrainable', 'adapt.lr=0.001', *cfg])
+        with open(osp.join(root, 'results', f'sel{k}', 'selected.csv'), newline='') as f:
+            selected = {r['image']: r for r in csv.DictReader(f)}
+        for image, steps in by_image.items():
+            step, alpha = tool.choose(steps, rule['cell'], rule.get('blend', True), rule.get('blend_cell'))
+            assert step == int(selected[image]['step']), (rule, image)
+            assert alpha == pytest.approx(float(selected[image]['alpha']), abs=1e-6), (rule, image)
+            blended += alpha < 1
+            r = steps[step]
+            psnr = tool._psnr(r['mse_noisy'] + 2 * alpha * r['cross'] + alpha * alpha * r['power'])
+            assert psnr == pytest.approx(float(selected[image]['psnr']), abs=1e-3)  # the blend's exact MSE
+    assert blended  # the blend path was exercised
+    table = tmp_path / 'table.md'
+    tool.main(['analyse', out, '--rules', '{cell: [2, 4]}', '--out', str(table)])
+    assert '| full | toy | 3 |' in table.read_text()
+
+
+def test_pick_applies_the_declared_criterion(tool, capsys, monkeypatch):
+    # two images, two steps each: step 1 is better on image a, much worse on image b
+    def at(psnr):  # the MSE decomposition of an output with this PSNR (power 0.009, noisy input at 20 dB)
+        return {'psnr': psnr, 'power': 0.009, 'cross': (10**(-psnr / 10) - 0.01 - 0.009) / 2}
+
+    def steps(image, psnr1, cg1):
+        base = {'variant': 'v', 'dataset': 'd', 'image': image, 'mse_noisy': 0.01}
+        cells = {f'c{c}_{k}': 0.0 for c in tool.CELLS for k in ('cc', 'cg', 'gg')}
+        zero = dict(base, **cells)
+        zero.update(step=0, c2_gg=1.0, c4_gg=1.0, **at(30.0))  # score(step 0) = gg = 1 in both cells
+        one = dict(zero)
+        one.update(step=1, c2_cc=1.0, c2_cg=cg1, c4_cc=1.0, c4_cg=0.6, **at(psnr1))  # score 2 - 2 cg
+        return [zero, one]
+
+    data = {('v', 'd'): {'a': steps('a', 31.0, 0.8), 'b': steps('b', 20.0, 0.8)}}
+    monkeypatch.setattr(tool, '_load', lambda paths: data)
+    rules = ['{cell: [2], blend: false}', '{cell: [4], blend: false}']
+    tool.main(['pick', 'x.csv', '--rules', *rules])
+    captured = capsys.readouterr()
+    # both cells score step 1 below step 0 (0.4 and 0.8 < 1) on both images: image b falls 10 dB, the mean falls, both
+    # are disqualified, and the fewest images below step 0 decides: a tie, the first rule
+    assert captured.out.strip().startswith('adapt.select.type=SubImageScore adapt.select.cell=[2]')
+    data[('v', 'd')]['b'][1]['c4_cg'] = -1.0  # cell 4 now rejects step 1 on image b: only it qualifies
+    tool.main(['pick', 'x.csv', '--rules', *rules])
+    assert capsys.readouterr().out.strip() == ('adapt.select.type=SubImageScore adapt.select.cell=[4] '
+                                               'adapt.select.blend=False')

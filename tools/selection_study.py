@@ -1,0 +1,280 @@
+# Usage: python tools/selection_study.py record -opt options/select_dncnn_synthetic.yml --out results/study/steps.csv \
+#            --variants lan_zsn2n:adapt.type=LAN full_zsn2n:adapt.type=FullTrainable
+#        python tools/selection_study.py analyse results/study/steps.csv [--rules ...]
+"""The tuning study of the ground-truth-free step selection (``adapt.select``), in two parts.
+
+``record``: each variant (``name:key=value,key=value``, ``--cfg-options`` of the option file) adapts every test image
+once, as ``tools/test.py`` would, and every step is written with what any selection rule and its evaluation need:
+
+- the step's PSNR and the exact quadratic MSE of every blend ``y + α (o - y)`` of the (clipped) output o with the
+  noisy input y against the clean image x: ``mse(α) = mse_noisy + 2 α cross + α² power`` (GT: evaluation only);
+- per cell c (:func:`lan_basicsr.models.selection.diagonal_pairs`, offset 1): the sums the sub-image score needs,
+  ``cc = mean(change²)``, ``cg = mean(change · gap)``, ``gg = mean(gap²)``: score(α) = α² cc - 2 α cg + gg.
+
+``pick`` prints the ``--cfg-options`` of the rule a criterion declared in advance prefers (:func:`pick`); ``analyse``
+evaluates rules offline on that file (every rule on the same adaptations): per variant and dataset, the
+mean PSNR of step 0, the last step, the best step in hindsight and each rule's choice, and the number of images a rule
+leaves more than 0.05 dB below step 0. The rules are the ones :class:`~lan_basicsr.models.selection.SubImageScore`
+implements (``cell`` list, ``blend``), so what ``analyse`` reports is what ``adapt.select`` does.
+"""
+import argparse
+import csv
+import math
+import os
+import sys
+from collections import OrderedDict
+from os import path as osp
+
+import yaml
+from _entry import ROOT, run
+
+CELLS = (2, 3, 4, 5, 8)
+FIELDS = ('variant', 'dataset', 'image', 'step', 'psnr', 'mse_noisy', 'cross', 'power') + tuple(
+    f'c{c}_{k}' for c in CELLS for k in ('cc', 'cg', 'gg'))
+DEFAULT_RULES = [
+    '{cell: [2]}', '{cell: [2], blend: false}', '{cell: [4]}', '{cell: [4], blend: false}', '{cell: [2, 4]}',
+    '{cell: [2, 4], blend: false}', '{cell: [2, 4], blend_cell: 4}', '{cell: [2, 8]}', '{cell: [2, 8], blend: false}',
+    '{cell: [2, 8], blend_cell: 8}', '{cell: [2, 4, 8], blend: false}', '{cell: [2, 4, 8], blend_cell: 8}',
+    '{cell: [3, 8], blend_cell: 8}'
+]
+
+
+def parse_args(argv=None):
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    sub = parser.add_subparsers(dest='command', required=True)
+    rec = sub.add_parser('record', help='adapt and write every step')
+    rec.add_argument('-opt', '--opt', required=True, help='option file (LANModel)')
+    rec.add_argument('--variants', nargs='+', required=True, metavar='NAME:K=V,K=V', help='adaptation variants')
+    rec.add_argument('--out', required=True, help='CSV to write (appended; finished variants are skipped)')
+    rec.add_argument('--datasets', nargs='+', metavar='NAME', help='only these test datasets')
+    rec.add_argument('--limit', type=int, help='only the first N images of each dataset (smoke runs)')
+    ana = sub.add_parser('analyse', help='evaluate rules on a recorded CSV')
+    ana.add_argument('csv', nargs='+', help='files written by record')
+    ana.add_argument('--rules', nargs='+', default=DEFAULT_RULES, metavar='YAML', help='{cell: [..], blend: ..}')
+    ana.add_argument('--out', help='also write the table (markdown) here')
+    pick = sub.add_parser('pick', help='print the --cfg-options of the rule the declared criterion picks')
+    pick.add_argument('csv', nargs='+', help='files written by record')
+    pick.add_argument('--rules', nargs='+', default=DEFAULT_RULES, metavar='YAML', help='the candidates')
+    pick.add_argument('--tolerance', type=float, default=0.05, help='dB below step 0 that counts as worse')
+    pick.add_argument('--share', type=float, default=0.05, help='largest share of images allowed below step 0')
+    return parser.parse_args(argv)
+
+
+class StepRecorder:
+    """Observer of the loop that keeps, per step, the numbers of :data:`FIELDS` (GT only for the evaluation ones)."""
+
+    def __init__(self, gt):
+        self.gt = gt.double()
+        self.rows = []
+        self.net = None
+
+    def bind(self, net):
+        self.net = net
+
+    def start(self, lq):
+        import torch
+
+        from lan_basicsr.models.selection import diagonal_pairs
+        self.lq = lq.double()
+        self.pairs = {c: [d.double() for d in diagonal_pairs(lq, c, 1)] for c in CELLS}
+        self.mse_noisy = float(torch.mean((self.lq - self.gt)**2))
+        self.rows = []
+
+    def __call__(self, step, adapted_input, output, losses=None):
+        import torch
+
+        from lan_basicsr.models.selection import diagonal_pairs
+        o = output.detach().clamp(0, 1).double()
+        change = o - self.lq
+        row = {
+            'step': step,
+            'mse_noisy': self.mse_noisy,
+            'cross': float(torch.mean(change * (self.lq - self.gt))),
+            'power': float(torch.mean(change**2)),
+        }
+        row['psnr'] = 10 * math.log10(1 / max(row['mse_noisy'] + 2 * row['cross'] + row['power'], 1e-20))
+        for c, (d1, d2) in self.pairs.items():
+            x1, x2 = diagonal_pairs(adapted_input.detach(), c, 1)
+            with torch.no_grad():
+                p1, p2 = self.net(x1).clamp(0, 1).double(), self.net(x2).clamp(0, 1).double()
+            ch = torch.cat([(p1 - d1).flatten(), (p2 - d2).flatten()])
+            gap = torch.cat([(d2 - d1).flatten(), (d1 - d2).flatten()])
+            row[f'c{c}_cc'] = float(torch.mean(ch**2))
+            row[f'c{c}_cg'] = float(torch.mean(ch * gap))
+            row[f'c{c}_gg'] = float(torch.mean(gap**2))
+        self.rows.append(row)
+
+    def finish(self, replayed=()):
+        return None
+
+
+def record(args):
+    from basicsr.data import build_dataset
+    from basicsr.models import build_model
+    from torch.utils.data import default_collate
+    from tqdm import tqdm
+
+    from lan_basicsr.utils.options import parse_options
+
+    done = set()
+    if osp.isfile(args.out):
+        with open(args.out, newline='') as f:
+            done = {row['variant'] for row in csv.DictReader(f)}
+    os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
+    for variant in args.variants:
+        name, _, cfg = variant.partition(':')
+        if name in done:
+            continue
+        # the recorder is the loop's only observer: a rule in the option file would be finished unobserved
+        cfg_list = [c for c in cfg.split(',') if c] + ['adapt.select=last']
+        opt, _ = parse_options(
+            ROOT, is_train=False, argv=['-opt', args.opt, '--cfg-options', f'name=study_{name}', *cfg_list])
+        model = build_model(opt)
+        rows = []
+        for _, ds_opt in sorted(opt['datasets'].items()):
+            if args.datasets and ds_opt['name'] not in args.datasets:
+                continue
+            dataset = build_dataset(ds_opt)
+            count = len(dataset) if args.limit is None else min(args.limit, len(dataset))
+            for index in tqdm(range(count), desc=f'{name} {ds_opt["name"]}'):
+                data = default_collate([dataset[index]])
+                image = data['name'][0] if 'name' in data else osp.splitext(osp.basename(data['lq_path'][0]))[0]
+                recorder = StepRecorder(data['gt'].to(model.device))
+                model.observer = recorder
+                result = model.adapt_one(data, index, image)
+                steps = recorder.rows
+                steps += [dict(steps[-1], step=s) for s in range(len(steps), len(result.psnr))]  # stopped early
+                for r in steps:
+                    rows.append([name, ds_opt['name'], image] + [repr(r[k]) for k in FIELDS[3:]])
+        new = not osp.isfile(args.out)
+        with open(args.out, 'a', newline='') as f:  # one variant at a time: a rerun continues with the next
+            writer = csv.writer(f)
+            if new:
+                writer.writerow(FIELDS)
+            writer.writerows(rows)
+        del model
+
+
+def _psnr(mse):
+    return 10 * math.log10(1 / max(mse, 1e-20))
+
+
+def choose(steps, cells, blend, blend_cell=None):
+    """The (step, α) :class:`SubImageScore` picks from recorded rows (same logic, on the recorded sums)."""
+    blend_cell = cells[0] if blend_cell is None else blend_cell
+
+    def alpha_of(r, c):
+        cc, cg = r[f'c{c}_cc'], r[f'c{c}_cg']
+        return min(1.0, max(0.0, cg / cc)) if cc > 0 else 1.0
+
+    def score(r, c, a):
+        return a * a * r[f'c{c}_cc'] - 2 * a * r[f'c{c}_cg'] + r[f'c{c}_gg']
+
+    ref = [score(steps[0], c, 1.0) for c in cells]
+    best = (score(steps[0], cells[0], 1.0), 0, 1.0)
+    for r in steps:
+        a = alpha_of(r, blend_cell) if blend else 1.0
+        if not all(score(r, c, a) <= ref_c for c, ref_c in zip(cells[1:], ref[1:])):
+            continue
+        s = score(r, cells[0], a)
+        if s < best[0]:
+            best = (s, r['step'], a)
+    return best[1], best[2]
+
+
+def _load(paths):
+    data = OrderedDict()
+    for path in paths:
+        with open(path, newline='') as f:
+            for row in csv.DictReader(f):
+                r = {k: (v if k in ('variant', 'dataset', 'image') else float(v)) for k, v in row.items()}
+                r['step'] = int(r['step'])
+                data.setdefault((r['variant'], r['dataset']), OrderedDict()).setdefault(r['image'], []).append(r)
+    return data
+
+
+def _picked(images, rule):
+    """PSNR of each image's choice under ``rule`` (the blend's exact MSE)."""
+    import numpy as np
+    out = []
+    for s in images.values():
+        step, a = choose(s, list(rule['cell']), rule.get('blend', True), rule.get('blend_cell'))
+        r = s[step]
+        out.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
+    return np.array(out)
+
+
+def _label(rule):
+    return ('/'.join(map(str, rule['cell'])) + ('' if rule.get('blend', True) else ' nb') +
+            (f' a{rule["blend_cell"]}' if rule.get('blend_cell') else ''))
+
+
+def analyse(args):
+    import numpy as np
+    data = _load(args.csv)
+    rules = [yaml.safe_load(r) for r in args.rules]
+    head = ['variant', 'dataset', 'n', 'noisy', 'step0', 'last', 'oracle'] + [_label(r) for r in rules]
+    lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
+    totals = {i: [] for i in range(len(rules))}
+    for (variant, dataset), images in data.items():
+        noisy = np.mean([_psnr(s[0]['mse_noisy']) for s in images.values()])
+        step0 = np.array([s[0]['psnr'] for s in images.values()])
+        last = np.mean([s[-1]['psnr'] for s in images.values()])
+        oracle = np.mean([max(r['psnr'] for r in s) for s in images.values()])
+        cells = []
+        for i, rule in enumerate(rules):
+            picked = _picked(images, rule)
+            totals[i].append(picked - step0)
+            cells.append(f'{picked.mean():.2f} ({int(np.sum(picked < step0 - 0.05))})')
+        lines.append(f'| {variant} | {dataset} | {len(images)} | {noisy:.2f} | {step0.mean():.2f} | {last:.2f} | '
+                     f'{oracle:.2f} | ' + ' | '.join(cells) + ' |')
+    gains = ['mean gain over step 0, all'] + [f'{np.mean(np.concatenate(totals[i])):+.3f}' for i in range(len(rules))]
+    lines.append('| ' + ' | '.join(gains[:1] + [''] * 6 + gains[1:]) + ' |')
+    text = '\n'.join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(text + '\n')
+
+
+def pick(args):
+    """The declared criterion (synthetic data only): among the rules whose mean is not below step 0 on any
+    (variant, noise) and that leave at most ``share`` of all images more than ``tolerance`` dB below step 0, the one
+    with the largest mean gain over step 0; if none qualifies, the one with the fewest such images."""
+    import numpy as np
+    data = _load(args.csv)
+    rules = [yaml.safe_load(r) for r in args.rules]
+    scored = []
+    for rule in rules:
+        drops, means = [], []
+        for images in data.values():
+            step0 = np.array([s[0]['psnr'] for s in images.values()])
+            d = _picked(images, rule) - step0
+            drops.append(d)
+            means.append(d.mean())
+        d = np.concatenate(drops)
+        ok = min(means) >= 0 and np.mean(d < -args.tolerance) <= args.share
+        scored.append((ok, float(d.mean()), -int(np.sum(d < -args.tolerance)), rule))
+    qualified = [x for x in scored if x[0]]
+    best = max(qualified, key=lambda x: x[1]) if qualified else max(scored, key=lambda x: x[2])
+    rule = best[3]
+    cfg = [
+        'adapt.select.type=SubImageScore', 'adapt.select.cell=[' + ','.join(map(str, rule['cell'])) + ']',
+        f'adapt.select.blend={rule.get("blend", True)}'
+    ]
+    if rule.get('blend_cell'):
+        cfg.append(f'adapt.select.blend_cell={rule["blend_cell"]}')
+    for ok, gain, worse, r in scored:
+        print(
+            f'{_label(r):>14}: qualifies {ok}, mean gain {gain:+.3f} dB, images > tolerance below step 0: {-worse}',
+            file=sys.stderr)
+    print(' '.join(cfg))
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    {'record': record, 'analyse': analyse, 'pick': pick}[args.command](args)
+
+
+if __name__ == '__main__':
+    run(main)
