@@ -42,5 +42,6 @@ setup(
         'dev': ['pytest', 'flake8', 'isort', 'yapf', SPANDREL],
         'bm3d': ['bm3d'],  # benchmarks/bm3d_real_pairs.py (the authors' package; free for non-commercial use)
     },
+    entry_points={'console_scripts': ['lan-denoise=lan_basicsr.denoise:cli']},
     license='Apache-2.0',
     zip_safe=False)

@@ -62,16 +62,17 @@ class ColorMode:
         return COLOR_CHANNELS[self.color]
 
 
-def decode_raw(buf, name):
+def decode_raw(buf, name, flags=cv2.IMREAD_UNCHANGED):
     """Decode image bytes as stored (dtype, channels, OpenCV's BGR order); ``name`` is for error messages.
 
-    Besides undecodable data, a JPEG without its end-of-image marker is refused: some OpenCV versions decode a
-    truncated JPEG without error, filling the missing part with grey.
+    ``flags``: OpenCV's ``imdecode`` flags (default: as stored, EXIF orientation ignored). Besides undecodable data,
+    a JPEG without its end-of-image marker is refused: some OpenCV versions decode a truncated JPEG without error,
+    filling the missing part with grey.
     """
     if buf is None:
         raise DataError(f'{name}: no image data (missing file or LMDB key)')
     buf = bytes(buf)
-    img = cv2.imdecode(np.frombuffer(buf, np.uint8), cv2.IMREAD_UNCHANGED) if buf else None
+    img = cv2.imdecode(np.frombuffer(buf, np.uint8), flags) if buf else None
     if img is None:
         raise DataError(f'{name}: cannot decode the image (corrupt, truncated or not an image file)')
     if buf[:3] == b'\xff\xd8\xff' and not buf.rstrip(b'\0').endswith(b'\xff\xd9'):

@@ -69,6 +69,7 @@ from .selection import SelectSpec, build_selector, is_last
 from .speed import AMP_DTYPES, SpeedModes
 from .step_store import (StepStore, atomic_write, check_settings, image_csv, image_manifest, input_csv, mean,
                          read_selected_csv, read_step_csv, selected_csv, summarise, write_settings, write_summary)
+from .tiling import build_tiled
 
 __all__ = [
     'LANModel', 'ADAPT_DEFAULTS', 'AdaptResult', 'adapt_batch', 'adapt_image', 'build_adapter', 'read_step_csv',
@@ -93,13 +94,14 @@ ADAPT_DEFAULTS = {
     'channels_last': True,  # default mode: weights and inputs in channels-last memory format (see speed.py)
     'amp': None,  # opt-in: bf16 (the network in autocast; φ, loss, optimiser float32)
     'compile': False,  # opt-in: torch.compile the network (static shapes)
+    'tile': None,  # {size, pad}: adapt in tiles (lan_basicsr/models/tiling.py); None = the whole image at once
     'select': {
         'type': 'Last'
     },  # or a ground-truth-free rule choosing the step to keep (lan_basicsr/models/selection.py)
 }
 # The loop's keys; the rest of adapt: goes to the adapter.
 _MODEL_KEYS = ('steps', 'loss', 'seed', 'report_steps', 'save_offset', 'save_compare', 'batch_size', 'channels_last',
-               'amp', 'compile', 'select')
+               'amp', 'compile', 'select', 'tile')
 _NOT_IN_SIGNATURE = ('report_steps', 'save_offset', 'save_compare')  # do not change the numbers
 # Value rules of the loop's keys (checked before anything is built); a loop key without a rule is accepted as is.
 ADAPT_VALUES = {
@@ -114,6 +116,10 @@ ADAPT_VALUES = {
     'channels_last': Bool(),
     'amp': Str(choices=tuple(AMP_DTYPES), null=True),
     'compile': Bool(),
+    'tile': Section({
+        'size': Int(ge=1, null=True),
+        'pad': Int(ge=0, null=True)
+    }, null=True),
 }
 DEFAULT_METRICS = {'psnr': {'type': 'calculate_psnr'}, 'ssim': {'type': 'calculate_ssim'}}
 # dataset keys that do not change the numbers (everything else is part of adapt_run.json)
@@ -406,6 +412,24 @@ def adapt_image(net,
     return adapt_batch(net, adapter, loss_fn, lq, gt, steps, generators, metrics_opt, [image], speed, observer)[0]
 
 
+def _tile_conflicts(adapt):
+    """``[(key, message)]``: the ``adapt`` keys that tiled adaptation cannot honour. It adapts one full-resolution
+    image at a time, in float32, uncompiled: its backward recomputes each window outside autocast and torch.compile,
+    and per-image weight copies (batches of network adapters) would bypass it."""
+    tile = adapt.get('tile')
+    if not isinstance(tile, dict) or tile.get('size') is None:
+        return []
+    batch = adapt.get('batch_size', 1)
+    conflicts = {
+        'batch_size': (isinstance(batch, int) and batch > 1, 1),
+        'amp': (adapt.get('amp') is not None, 'null'),
+        'compile': (adapt.get('compile') is True, 'false'),
+    }
+    return [(key, f'not available with adapt.tile (tiled adaptation adapts one image at a time, in float32, '
+             f'uncompiled); set adapt.{key}: {fix} or remove adapt.tile') for key, (bad, fix) in conflicts.items()
+            if bad]
+
+
 @MODEL_REGISTRY.register()
 class LANModel(DenoiseModel):
     """Test-time adaptation to every test image (``adapt:`` section), scored at every step; see the module doc.
@@ -433,6 +457,8 @@ class LANModel(DenoiseModel):
                      'per_step.csv columns); name the metrics psnr / ssim or remove this one')
         adapt = {**ADAPT_DEFAULTS, **(opt.get('adapt') or {})}
         batch = adapt['batch_size']
+        for key, message in _tile_conflicts(adapt):
+            ctx.fail(('adapt', key), message)
         if isinstance(batch, int) and batch > 1:  # images adapted together must stay independent
             optim = (adapt.get('optim') or {}).get('type', 'Adam')
             if optim not in ELEMENTWISE_OPTIMIZERS:
@@ -469,6 +495,9 @@ class LANModel(DenoiseModel):
         self.batch_size = adapt['batch_size']
         self.net = self.speed.prepare(self.get_bare_model(self.net_g))
         self.net.eval()
+        for key, message in _tile_conflicts(adapt):
+            raise OptionError(f'adapt.{key}: {message}')
+        self.net, adapt['tile'] = build_tiled(self.net, adapt['tile'])  # a transparent wrapper, or the network
         self.loss_fn = build_from_registry(LOSS_REGISTRY, adapt['loss'], where='adapt.loss').to(self.device)
         self.adapter = build_adapter(self.net, adapt)
         self.metrics_opt = (opt.get('val') or {}).get('metrics') or DEFAULT_METRICS

@@ -1,6 +1,6 @@
 """Where the official checkpoints and datasets come from, so that a missing one is an error that says where to get it.
 
-Nothing is downloaded: the hints name the release pages (the same table is in README, "Weights and data").
+Nothing is downloaded: the hints name the release pages (the same table is in docs/data.md, "Weights and data").
 """
 import re
 from os import path as osp
@@ -52,4 +52,4 @@ def dataset_hint(path):
     for key, (url, command) in OFFICIAL_DATASETS.items():
         if re.search(rf'(^|/){key}(/|_|$)', lowered) or (key == 'nam' and 'cc15' in lowered):
             return f'download it from {url} and prepare it: {command}'
-    return 'prepare the data (README, "Data preparation") or fix the path (relative to the current directory)'
+    return 'prepare the data (docs/data.md) or fix the path (relative to the current directory)'

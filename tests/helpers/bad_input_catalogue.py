@@ -1263,6 +1263,50 @@ def debug_shows_the_traceback(ws):
     return ['-opt', ws.write(ws.lan_opt(adapt__stpes=3)), '--debug']
 
 
+# --- tiled adaptation (adapt.tile) and the own-photos command tools/denoise.py (issue 14) -----------------------------
+@case(
+    'value',
+    'test.py',
+    r'adapt\.batch_size: not available with adapt\.tile .* set adapt\.batch_size: 1',
+    check=nothing_written)
+def tile_with_batches(ws):
+    return ['-opt', ws.write(ws.lan_opt(adapt__tile={'size': 8}, adapt__batch_size=2))]
+
+
+@case('value', 'test.py', r'adapt\.tile\.size: 0 is out of range', check=nothing_written)
+def tile_size_zero(ws):
+    return ['-opt', ws.write(ws.lan_opt(adapt__tile={'size': 0}))]
+
+
+@case('unknown key', 'test.py', r'adapt\.tile\.padd: unknown key .*did you mean "pad"', check=nothing_written)
+def tile_key_typo(ws):
+    return ['-opt', ws.write(ws.lan_opt(adapt__tile={'size': 8, 'padd': 4}))]
+
+
+def _photo(ws):
+    return osp.join(ws.fx, 'pairs', 'lq', 'img000.png')
+
+
+@case('command line', 'denoise.py', r"--tile: expected auto or an integer >= 0, got 'big'")
+def denoise_tile_not_a_number(ws):
+    return ['-i', _photo(ws), '-o', osp.join(ws.dir, 'out'), '--tile', 'big']
+
+
+@case('command line', 'denoise.py', r'embedded model "nope" does not exist \(shipped: dncnn_camera, ')
+def denoise_unknown_model(ws):
+    return ['-i', _photo(ws), '-o', osp.join(ws.dir, 'out'), '--model', 'nope']
+
+
+@case('command line', 'denoise.py', r'--weights: give --arch \(or --opt\)')
+def denoise_weights_without_arch(ws):
+    return ['-i', _photo(ws), '-o', osp.join(ws.dir, 'out'), '--weights', osp.join(ws.fx, 'net.pth')]
+
+
+@case('path', 'denoise.py', r'-i .*empty: no image files there')
+def denoise_folder_without_images(ws):
+    return ['-i', osp.join(ws.fx, 'empty'), '-o', osp.join(ws.dir, 'out')]
+
+
 # ----------------------------------------------------------------------------------------------------------------------
 # classification
 

@@ -1,6 +1,7 @@
 """LANModel through the real test pipeline on a tiny DnCNN and generated 16x24 images (3 adaptation steps)."""
 import csv
 import inspect
+import json
 import logging
 import os
 from os import path as osp
@@ -263,6 +264,26 @@ def test_cfg_options_switch_method_and_loss(setup):
         run(setup, 'adapt.type=LAN', name='full')
 
 
+@pytest.mark.parametrize('adapter,loss', [('LAN', 'ZSN2NLoss'), ('FullTrainable', 'Nbr2NbrLoss')])
+def test_tiled_run_equals_whole_image_run(setup, adapter, loss):
+    """adapt.tile through tools/test.py: tiles of 8 px on 16x24 images, pad from the receptive field (3 -> 8)."""
+    cfg = (f'adapt.type={adapter}', f'adapt.loss.type={loss}', 'adapt.lr=0.001')
+    run(setup, *cfg, name='whole')
+    model = run(setup, *cfg, 'adapt.tile.size=8', name='tiled')
+    assert type(model.net).__name__ == 'TiledNetwork' and (model.net.size, model.net.pad) == (8, 8)
+    whole, tiled = results(setup, 'whole'), results(setup, 'tiled')
+    assert [(r['image'], r['step']) for r in whole] == [(r['image'], r['step']) for r in tiled]
+    assert max(abs(float(a['psnr']) - float(b['psnr'])) for a, b in zip(whole, tiled)) < 1e-4
+    assert max(abs(float(a['psnr']) - float(b['psnr'])) for a, b in zip(whole, whole[1:])) > 1e-3  # it adapted
+    with open(osp.join(setup.root, 'results', 'tiled', 'adapt_run.json')) as f:
+        # as given (checked before the network is built): no pad = the automatic one, a function of the network
+        assert json.load(f)['adapt']['tile'] == {'size': 8}
+    with pytest.raises(OptionError, match='adapt.tile'):  # a tiled run never continues an untiled one's results
+        run(setup, *cfg, 'adapt.tile.size=8', name='whole')
+    with pytest.raises(OptionError, match='adapt.tile'):  # nor one with other tiles
+        run(setup, *cfg, 'adapt.tile.size=8', 'adapt.tile.pad=16', name='tiled')
+
+
 def test_two_datasets_in_one_run_and_its_rerun(setup):
     """Each dataset records its image list when it starts; the second one is not refused for having none before."""
     datasets = [
@@ -495,6 +516,12 @@ def test_no_host_sync_inside_a_step(setup, monkeypatch):
     (['adapt.channels_last=1'], 'adapt.channels_last: expected true or false'),
     (['adapt.batch_size=2', 'adapt.optim.type=Adafactor'], 'Adafactor may couple the elements'),
     (['adapt.batch_size=2', 'adapt.type=FullTrainable', 'adapt.compile=True'], 'per-image weights'),
+    (['adapt.tile.size=8', 'adapt.batch_size=2'], r'adapt.batch_size: not available with adapt.tile .* set '
+     r'adapt.batch_size: 1 or remove adapt.tile'),
+    (['adapt.tile.size=8', 'adapt.amp=bf16'], 'adapt.amp: not available with adapt.tile'),
+    (['adapt.tile.size=8', 'adapt.compile=True'], 'adapt.compile: not available with adapt.tile'),
+    (['adapt.tile.size=0'], 'adapt.tile.size: 0 is out of range'),
+    (['adapt.tile.size=8', 'adapt.tile.overlap=2'], 'adapt.tile.overlap: unknown key .* it takes: size, pad'),
 ])
 def test_batch_and_speed_options_are_checked(setup, cfg, match):
     with pytest.raises(OptionError, match=match):

@@ -37,7 +37,8 @@ def test_catalogue_covers_every_class():
     assert len([c for c in catalogue.CASES if c.expect is not None]) >= 60
     tools = {c.tool for c in catalogue.CASES}
     assert tools >= {
-        'test.py', 'train.py', 'demo.py', 'report.py', 'prepare_polyu.py', 'prepare_nam.py', 'prepare_sidd.py'
+        'test.py', 'train.py', 'demo.py', 'report.py', 'prepare_polyu.py', 'prepare_nam.py', 'prepare_sidd.py',
+        'denoise.py'
     }
     assert len({c.name for c in catalogue.CASES}) == len(catalogue.CASES)
 

@@ -90,7 +90,7 @@ def test_polyu_tiles_counts_and_reports(polyu_tree, tmp_path):
 
 def test_polyu_cli_as_script(polyu_tree, tmp_path, monkeypatch, capsys):
     """The script itself (``__main__``, argv, ``_entry``), in-process: a fresh interpreter would spend its time
-    importing torch. The real-data command line was run by hand (see the data section of the README)."""
+    importing torch. The real-data command line was run by hand (see docs/data.md)."""
     load_tool('_entry')
     monkeypatch.setattr(
         sys, 'argv',
