@@ -57,11 +57,6 @@ def parse_args(argv=None):
     return parser.parse_args(argv)
 
 
-def _cli_value(value):
-    from lan_basicsr.table_runs import cli_value
-    return cli_value(value)
-
-
 def demo_methods(opt, only=None):
     """The ``demo.methods`` entries (filtered by key), checked."""
     from lan_basicsr.table_runs import table_runs

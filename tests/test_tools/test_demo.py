@@ -50,4 +50,5 @@ def test_table_and_report_come_from_the_report_tool(demo, report_runs):
     with open(osp.join(results, 'toy_table.md')) as f:
         assert f.read() == table
     assert osp.isfile(osp.join(results, 'toy_report', 'index.html')) and paths['index.html'].endswith('index.html')
-    assert demo._cli_value([1, 2]) == '[1,2]' and demo._cli_value(None) == 'None'
+    from lan_basicsr.table_runs import cli_value
+    assert cli_value([1, 2]) == '[1,2]' and cli_value(None) == 'None'
