@@ -3,6 +3,7 @@
 BasicSR's ``init_dist('pytorch')`` calls ``torch.cuda.set_device`` and hard-codes nccl, so it crashes on machines
 without a GPU. Under torchrun we use nccl with ``LOCAL_RANK`` on GPU, and gloo on CPU.
 """
+import atexit
 import os
 
 import torch
@@ -29,6 +30,14 @@ def init_dist(launcher='pytorch', use_cuda=None, **kwargs):
     else:
         backend = 'gloo'
     dist.init_process_group(backend=backend, **kwargs)
+    atexit.register(_destroy_process_group)
+
+
+def _destroy_process_group():
+    # Released here, at exit, rather than left to the interpreter's teardown: a gloo group destroyed during teardown
+    # after its peer has gone can abort the process (SIGABRT) although the work finished.
+    if dist.is_initialized():
+        dist.destroy_process_group()
 
 
 def ddp_device_ids(device):
