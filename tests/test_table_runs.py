@@ -41,8 +41,9 @@ def test_polyu_cross_tables_list_every_method_and_loss():
     assert [r.label for r in runs[::2]
             ] == ['Pretrained', 'Full-trainable', 'First layer', 'Last layer', 'Meta-learning', 'LAN']
     assert opt['network_g'] == {'type': 'DnCNN', 'in_nc': 3, 'out_nc': 3, 'nc': 32, 'nb': 8, 'act_mode': 'R'}
-    assert [opt['datasets'][k]['meta_info_file'] for k in ('test_1', 'test_2')
-            ] == ['datasets/PolyU_unseen/meta_info_Canon80D.txt', 'datasets/PolyU_unseen/meta_info_SonyA7II.txt']
+    assert [opt['datasets'][k]['meta_info_file'] for k in ('test_1', 'test_2')] == [
+        'datasets/PolyU_unseen/meta_info_Canon80D_every4.txt', 'datasets/PolyU_unseen/meta_info_SonyA7II_every4.txt'
+    ]
     assert opt['adapt']['lr'] is None  # the adapters' defaults, never tuned on the test tiles
     gauss = load_config(osp.join(ROOT, 'options', 'table_dncnn_gaussian_polyu_cross.yml'))
     assert gauss['path']['pretrain_network_g'] == 'lan_basicsr/weights/dncnn_gaussian.pth'

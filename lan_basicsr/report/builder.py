@@ -95,6 +95,10 @@ def _noise_figures(runs, out, images_per_dataset, labels):
             names = run.offset_images(ds)
             if not names:
                 continue
+            if run.selects:
+                get_root_logger().warning(f'{run.folder}: offsets saved, but its visualization/ images are the ones '
+                                          'adapt.select chose; Fig. 4/6 need a run without adapt.select')
+                continue
             if not any(run.image_path('step0', ds, im) for im in names):
                 get_root_logger().warning(f'{run.folder}: offsets saved but no compare/ images; Fig. 4/6 need '
                                           'adapt.save_compare=True as well')
@@ -152,7 +156,10 @@ def _pictures(runs, out, images_per_dataset, labels):
             if shown >= images_per_dataset:
                 break
             source = next((r for r in group if r.image_path('noisy', ds, image)), None)
-            adapted = [r for r in group if r.steps > 0 and r.image_path('adapted', ds, image)]
+            adapted = [
+                r for r in group
+                if r.steps > 0 and (r.image_path('adapted', ds, image) or _selected_panel(r, ds, image))
+            ]
             if source is None or not adapted:
                 continue
             panels = []
@@ -169,9 +176,13 @@ def _pictures(runs, out, images_per_dataset, labels):
                     panels.append((f'step 0 (no adaptation) of {labels[start.folder]}',
                                    start.image_path('step0', ds, image), tuple(start.scores[ds][image][0])))
             for r in adapted:
-                panels.append(
-                    (f'{labels[r.folder]}, step {r.steps}', r.image_path('adapted', ds,
-                                                                         image), tuple(r.scores[ds][image][-1])))
+                if r.image_path('adapted', ds, image):
+                    panels.append(
+                        (f'{labels[r.folder]}, step {r.steps}', r.image_path('adapted', ds,
+                                                                             image), tuple(r.scores[ds][image][-1])))
+                else:  # a run with adapt.select saved the image its rule chose
+                    label, path, scores = _selected_panel(r, ds, image)
+                    panels.append((f'{labels[r.folder]}, {label}', path, scores))
             gt = source.image_path('gt', ds, image)
             if gt:
                 panels.append(('ground truth', gt, None))
@@ -180,6 +191,15 @@ def _pictures(runs, out, images_per_dataset, labels):
             entries.append({'dataset': ds, 'image': image, 'panels': copied})
             shown += 1
     return entries
+
+
+def _selected_panel(run, dataset, image):
+    """``(label, path, (psnr, ssim))`` of the image a run's ``adapt.select`` rule chose, or None."""
+    path, choice = run.image_path('selected', dataset, image), run.selected(dataset, image)
+    if path is None or choice is None:
+        return None
+    return (f'selected by the rule (step {choice["step"]}, α {choice["alpha"]:.2f})', path, (choice['psnr'],
+                                                                                             choice['ssim']))
 
 
 def build_report(results, out, labels=None, steps=None, images=3, title=None):

@@ -204,6 +204,9 @@ def noise_residuals(run, dataset, image, seed=0):
     ``clean_train`` = clip(c + n, 0, 1).
     The PNG outputs are 8-bit: the residuals carry their rounding (±0.5 in 0-255 units).
     """
+    if run.selects:
+        raise DataError(f'{run.folder}: its visualization/ PNGs are the images adapt.select chose, not the last '
+                        "step's; the noise pictures need a run without adapt.select")
     paths = run.offset_paths(dataset, image)
     step0, final = run.image_path('step0', dataset, image), run.image_path('adapted', dataset, image)
     if paths is None or step0 is None or final is None:

@@ -17,7 +17,8 @@ from os import path as osp
 import numpy as np
 from basicsr.utils import get_root_logger
 
-from lan_basicsr.models.step_store import read_inputs_csv, read_step_csv
+from lan_basicsr.models.selection import is_last
+from lan_basicsr.models.step_store import read_inputs_csv, read_selected_csv, read_step_csv
 from lan_basicsr.utils.errors import DataError, OptionError
 
 __all__ = [
@@ -126,6 +127,7 @@ class Run:
         self.scores = self._read_scores(per_step)
         self.inputs = self._read_inputs(osp.join(folder, 'inputs.csv'))
         self.summary_steps = self._read_summary_steps(osp.join(folder, 'summary.csv'))
+        self._selected = None
 
     def __repr__(self):
         return f'Run({self.folder!r}, method={self.method!r}, loss={self.loss!r}, steps={self.steps})'
@@ -198,9 +200,27 @@ class Run:
     def dataset_settings(self):
         return self.settings.get('datasets') or {}
 
+    @property
+    def selects(self):
+        """Whether the run chose its saved images with a GT-free rule (``adapt.select``): then ``visualization/``
+        holds the selected image, not the last step's."""
+        return not is_last((self.settings.get('adapt') or {}).get('select'))
+
+    def selected(self, dataset, image):
+        """The rule's choice for one image (``selected.csv``: step, alpha, score, psnr, ssim), or None."""
+        if not self.selects:
+            return None
+        if self._selected is None:
+            path = osp.join(self.folder, 'selected.csv')
+            self._selected = read_selected_csv(path) if osp.isfile(path) else {}
+        return self._selected.get((dataset, image))
+
     def image_path(self, kind, dataset, image):
-        """Path of a saved picture, or None: ``adapted`` (the final output), ``noisy``, ``step0``, ``gt``."""
-        if kind == 'adapted':
+        """Path of a saved picture, or None: ``adapted`` (the last step's output), ``selected`` (the image a rule
+        chose, with ``adapt.select``), ``noisy``, ``step0``, ``gt``."""
+        if kind in ('adapted', 'selected'):
+            if (kind == 'selected') != self.selects:  # visualization/ holds one of the two
+                return None
             path = osp.join(self.folder, 'visualization', dataset, f'{image}.png')
         else:
             path = osp.join(self.folder, 'compare', dataset, f'{image}_{kind}.png')

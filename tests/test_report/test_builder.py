@@ -76,3 +76,28 @@ def test_cli_writes_the_report_and_fails_in_one_line(report_runs, tmp_path, caps
         text=True,
         timeout=120)
     assert proc.returncode == 2 and proc.stderr.strip().count('\n') == 0 and 'no per_step.csv' in proc.stderr
+
+
+def test_a_selecting_run_shows_its_selected_image_as_such(report_runs, tmp_path):
+    """With adapt.select, visualization/ holds the rule's choice: the picture is labelled and scored as that choice
+    (selected.csv), never as the last step, and the noise figures skip the run."""
+    from lan_basicsr.models.step_store import read_selected_csv
+    from lan_basicsr.report.results import Run
+    from lan_basicsr.test import test_pipeline
+    root = osp.dirname(osp.dirname(report_runs['lan']))
+    opt = osp.join(root, 'toy.yml')  # conftest.make_report_runs's option file
+    test_pipeline(
+        root,
+        argv=['-opt', opt, '--cfg-options', 'name=toy_lan_sel', 'adapt.type=LAN', 'adapt.select.type=SubImageScore'])
+    folder = osp.join(root, 'results', 'toy_lan_sel')
+    run = Run(folder)
+    image = run.images('toy')[0]
+    assert run.selects and run.image_path('adapted', 'toy', image) is None
+    assert run.image_path('selected', 'toy', image) == osp.join(folder, 'visualization', 'toy', f'{image}.png')
+    assert Run(report_runs['lan']).image_path('selected', 'toy', image) is None
+    choice = read_selected_csv(osp.join(folder, 'selected.csv'))[('toy', image)]
+    paths = build_report([report_runs['pre'], folder], str(tmp_path / 'out'), images=1)
+    with open(paths['index.html'], encoding='utf-8') as f:
+        html = f.read()
+    assert f'selected by the rule (step {choice["step"]}, α {choice["alpha"]:.2f})' in html
+    assert f'{choice["psnr"]:.2f}' in html and ', step 3' not in html
