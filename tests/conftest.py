@@ -116,7 +116,7 @@ def write_toy_options(root, adapt, num=4, size=(24, 32), net=None, **sections):
     }
     opt_path = osp.join(root, 'toy.yml')
     with open(opt_path, 'w') as f:
-        yaml.safe_dump(opt, f)
+        yaml.safe_dump(opt, f, sort_keys=False)  # keeps the order of mappings (e.g. a table's rows)
     return opt_path
 
 

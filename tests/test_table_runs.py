@@ -1,17 +1,14 @@
 """The runs of a results table: rows from the table: section (lists, mappings merged under _base_, null entries
 removed), command lines, and reuse of finished runs. Runs execute in-process through the real test pipeline."""
-import importlib
 import json
 import os
 import subprocess
-import sys
 from os import path as osp
 from types import SimpleNamespace
 
 import pytest
 import torch
-import yaml
-from conftest import ROOT, make_paired_folder, paired_datasets, save_tiny_dncnn
+from conftest import ROOT, import_tool, write_toy_options
 
 from lan_basicsr.archs.dncnn_arch import DnCNN
 from lan_basicsr.embedded import embedded_model
@@ -146,55 +143,37 @@ def test_command_lines():
 @pytest.fixture
 def toy(tmp_path, monkeypatch):
     """A two-method, two-loss table on a tiny DnCNN; 'subprocesses' run the real test pipeline in this process."""
-    pairs = make_paired_folder(str(tmp_path / 'pairs'), num=2, size=(16, 16))
-    ckpt = str(tmp_path / 'net.pth')
-    net = save_tiny_dncnn(ckpt)
-    opt = {
-        '_base_': osp.join(ROOT, 'options', '_base_', 'lan_base.yml'),
-        'num_gpu': 0,
-        'network_g': net,
-        'path': {
-            'pretrain_network_g': ckpt
-        },
-        'adapt': {
-            'steps': 2
-        },
-        'val': {
-            'save_img': False
-        },
-        'datasets': paired_datasets(pairs),
-        'table': {
-            'losses': [{
-                'key': 'z',
-                'label': 'ZS-N2N',
+    table = {
+        'losses': [{
+            'key': 'z',
+            'label': 'ZS-N2N',
+            'cfg_options': {
+                'adapt.loss.type': 'ZSN2NLoss'
+            }
+        }, {
+            'key': 'n',
+            'cfg_options': {
+                'adapt.loss.type': 'Nbr2NbrLoss'
+            }
+        }],
+        'methods': {
+            'pre': {
+                'label': 'Pretrained',
                 'cfg_options': {
-                    'adapt.loss.type': 'ZSN2NLoss'
-                }
-            }, {
-                'key': 'n',
-                'cfg_options': {
-                    'adapt.loss.type': 'Nbr2NbrLoss'
-                }
-            }],
-            'methods': {
-                'pre': {
-                    'label': 'Pretrained',
-                    'cfg_options': {
-                        'adapt.steps': 0
-                    },
-                    'per_loss': False
+                    'adapt.steps': 0
                 },
-                'lan': {
-                    'label': 'LAN',
-                    'cfg_options': {
-                        'adapt.type': 'LAN'
-                    }
+                'per_loss': False
+            },
+            'lan': {
+                'label': 'LAN',
+                'cfg_options': {
+                    'adapt.type': 'LAN'
                 }
             }
         }
     }
-    opt_path = tmp_path / 'toy.yml'
-    opt_path.write_text(yaml.safe_dump(opt, sort_keys=False))  # keeps the row order
+    opt_path = write_toy_options(
+        str(tmp_path), {'steps': 2}, num=2, size=(16, 16), val={'save_img': False}, table=table)
     calls = []
 
     def fake_run(cmd, cwd, env, **kw):
@@ -255,11 +234,7 @@ def test_failing_runs(toy):
 
 
 def test_run_table_tool(toy, monkeypatch, capsys):
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    try:
-        tool = importlib.import_module('run_table')
-    finally:
-        sys.path.remove(osp.join(ROOT, 'tools'))
+    tool = import_tool('run_table')
     monkeypatch.setattr(tool, 'ROOT', toy.root)
     runs = tool.main(['-opt', toy.opt, '--dry-run', '--methods', 'lan', '--nproc-per-node', '2'])
     assert [r.name for r in runs] == ['toy_lan_z', 'toy_lan_n'] and not toy.calls

@@ -156,10 +156,8 @@ def _pictures(runs, out, images_per_dataset, labels):
             if shown >= images_per_dataset:
                 break
             source = next((r for r in group if r.image_path('noisy', ds, image)), None)
-            adapted = [
-                r for r in group
-                if r.steps > 0 and (r.image_path('adapted', ds, image) or _selected_panel(r, ds, image))
-            ]
+            finals = [(r, _final_panel(r, ds, image)) for r in group if r.steps > 0]
+            adapted = [(r, panel) for r, panel in finals if panel is not None]
             if source is None or not adapted:
                 continue
             panels = []
@@ -171,18 +169,12 @@ def _pictures(runs, out, images_per_dataset, labels):
                     (labels[pretrained.folder], pretrained.image_path('adapted', ds,
                                                                       image), tuple(pretrained.scores[ds][image][0])))
             else:
-                start = next((r for r in adapted if r.image_path('step0', ds, image)), None)
+                start = next((r for r, _ in adapted if r.image_path('step0', ds, image)), None)
                 if start is not None:
                     panels.append((f'step 0 (no adaptation) of {labels[start.folder]}',
                                    start.image_path('step0', ds, image), tuple(start.scores[ds][image][0])))
-            for r in adapted:
-                if r.image_path('adapted', ds, image):
-                    panels.append(
-                        (f'{labels[r.folder]}, step {r.steps}', r.image_path('adapted', ds,
-                                                                             image), tuple(r.scores[ds][image][-1])))
-                else:  # a run with adapt.select saved the image its rule chose
-                    label, path, scores = _selected_panel(r, ds, image)
-                    panels.append((f'{labels[r.folder]}, {label}', path, scores))
+            for r, (label, path, scores) in adapted:
+                panels.append((f'{labels[r.folder]}, {label}', path, scores))
             gt = source.image_path('gt', ds, image)
             if gt:
                 panels.append(('ground truth', gt, None))
@@ -193,8 +185,12 @@ def _pictures(runs, out, images_per_dataset, labels):
     return entries
 
 
-def _selected_panel(run, dataset, image):
-    """``(label, path, (psnr, ssim))`` of the image a run's ``adapt.select`` rule chose, or None."""
+def _final_panel(run, dataset, image):
+    """``(label, path, (psnr, ssim))`` of the image an adapting run saved, or None: its last step's, or with
+    ``adapt.select`` the one its rule chose (scored as ``selected.csv`` records it)."""
+    path = run.image_path('adapted', dataset, image)
+    if path is not None:
+        return f'step {run.steps}', path, tuple(run.scores[dataset][image][-1])
     path, choice = run.image_path('selected', dataset, image), run.selected(dataset, image)
     if path is None or choice is None:
         return None

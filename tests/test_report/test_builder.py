@@ -1,5 +1,4 @@
 """build_report and tools/report.py on tiny runs made here: every file the page links exists, nothing is remote."""
-import importlib
 import re
 import subprocess
 import sys
@@ -7,7 +6,7 @@ from html.parser import HTMLParser
 from os import path as osp
 
 import pytest
-from conftest import ROOT
+from conftest import ROOT, import_tool
 
 from lan_basicsr.report import build_report, table1
 from lan_basicsr.utils.errors import OptionError
@@ -59,11 +58,7 @@ def test_page_links_only_existing_local_files(report):
 
 
 def test_cli_writes_the_report_and_fails_in_one_line(report_runs, tmp_path, capsys):
-    sys.path.insert(0, osp.join(ROOT, 'tools'))
-    try:
-        tool = importlib.import_module('report')
-    finally:
-        sys.path.remove(osp.join(ROOT, 'tools'))
+    tool = import_tool('report')
     out = tmp_path / 'out'
     tool.main([report_runs['lan'], report_runs['full'], '-o', str(out), '--images', '0', '--steps', '0', '3'])
     assert '| method | k = 0 | ZS-N2N k = 3 |' in capsys.readouterr().out and (out / 'index.html').is_file()
