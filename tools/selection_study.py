@@ -9,7 +9,10 @@ once, as ``tools/test.py`` would, and every step is written with what any select
 - the step's PSNR and the exact quadratic MSE of every blend ``y + α (o - y)`` of the (clipped) output o with the
   noisy input y against the clean image x: ``mse(α) = mse_noisy + 2 α cross + α² power`` (GT: evaluation only);
 - per cell c (:func:`lan_basicsr.models.selection.diagonal_pairs`, offset 1): the sums the sub-image score needs,
-  ``cc = mean(change²)``, ``cg = mean(change · gap)``, ``gg = mean(gap²)``: score(α) = α² cc - 2 α cg + gg.
+  ``cc = mean(change²)``, ``cg = mean(change · gap)``, ``gg = mean(gap²)``: score(α) = α² cc - 2 α cg + gg;
+- the probes of :class:`~lan_basicsr.models.selection.ResidualSURE` (``eps`` 0.1): ``sure_T = mean(r²)`` (r the
+  step-0 residual), ``sure_d`` (the residual as it is) and ``sure8_d`` (signs flipped on 8x8 blocks, seed 0):
+  score(α) = α² power + 2 α (d - sure_T).
 
 ``pick`` prints the ``--cfg-options`` of the rule a criterion declared in advance prefers (:func:`pick`); ``analyse``
 evaluates rules offline on that file (every rule on the same adaptations): per variant and dataset, the
@@ -29,13 +32,19 @@ import yaml
 from _entry import ROOT, run
 
 CELLS = (2, 3, 4, 5, 8)
+SURE_BLOCKS = {'sure': None, 'sure8': 8}  # recorded ResidualSURE probes: field prefix -> block
+SURE_EPS = 0.1
 FIELDS = ('variant', 'dataset', 'image', 'step', 'psnr', 'mse_noisy', 'cross', 'power') + tuple(
-    f'c{c}_{k}' for c in CELLS for k in ('cc', 'cg', 'gg'))
+    f'c{c}_{k}' for c in CELLS for k in ('cc', 'cg', 'gg')) + ('sure_T', ) + tuple(f'{k}_d' for k in SURE_BLOCKS)
 DEFAULT_RULES = [
     '{cell: [2]}', '{cell: [2], blend: false}', '{cell: [4]}', '{cell: [4], blend: false}', '{cell: [2, 4]}',
     '{cell: [2, 4], blend: false}', '{cell: [2, 4], blend_cell: 4}', '{cell: [2, 8]}', '{cell: [2, 8], blend: false}',
     '{cell: [2, 8], blend_cell: 8}', '{cell: [2, 4, 8], blend: false}', '{cell: [2, 4, 8], blend_cell: 8}',
     '{cell: [3, 8], blend_cell: 8}'
+]
+SURE_RULES = [  # ResidualSURE (added with the camera-noise tuning sets, before they were recorded)
+    '{sure: null}', '{sure: null, blend: false}', '{sure: null, guard: [4]}', '{sure: null, guard: [8]}',
+    '{sure: null, blend: false, guard: [8]}', '{sure: 8}', '{sure: 8, guard: [8]}'
 ]
 
 
@@ -50,11 +59,12 @@ def parse_args(argv=None):
     rec.add_argument('--limit', type=int, help='only the first N images of each dataset (smoke runs)')
     ana = sub.add_parser('analyse', help='evaluate rules on a recorded CSV')
     ana.add_argument('csv', nargs='+', help='files written by record')
-    ana.add_argument('--rules', nargs='+', default=DEFAULT_RULES, metavar='YAML', help='{cell: [..], blend: ..}')
+    ana.add_argument('--rules', nargs='+', default=DEFAULT_RULES + SURE_RULES, metavar='YAML',
+                     help='{cell: [..], blend: ..} or {sure: null | block, blend: .., guard: [..]}')
     ana.add_argument('--out', help='also write the table (markdown) here')
     pick = sub.add_parser('pick', help='print the --cfg-options of the rule the declared criterion picks')
     pick.add_argument('csv', nargs='+', help='files written by record')
-    pick.add_argument('--rules', nargs='+', default=DEFAULT_RULES, metavar='YAML', help='the candidates')
+    pick.add_argument('--rules', nargs='+', default=DEFAULT_RULES + SURE_RULES, metavar='YAML', help='the candidates')
     pick.add_argument('--tolerance', type=float, default=0.05, help='dB below step 0 that counts as worse')
     pick.add_argument('--share', type=float, default=0.05, help='largest share of images allowed below step 0')
     return parser.parse_args(argv)
@@ -79,6 +89,7 @@ class StepRecorder:
         self.pairs = {c: [d.double() for d in diagonal_pairs(lq, c, 1)] for c in CELLS}
         self.mse_noisy = float(torch.mean((self.lq - self.gt)**2))
         self.rows = []
+        self.probes = None
 
     def __call__(self, step, adapted_input, output, losses=None):
         import torch
@@ -102,6 +113,19 @@ class StepRecorder:
             row[f'c{c}_cc'] = float(torch.mean(ch**2))
             row[f'c{c}_cg'] = float(torch.mean(ch * gap))
             row[f'c{c}_gg'] = float(torch.mean(gap**2))
+        if self.probes is None:  # step 0: ResidualSURE's probes, as the rule makes them
+            from lan_basicsr.models.selection import block_signs
+            residual = self.lq - o
+            self.sure_t = float(torch.mean(residual**2))
+            self.probes = {
+                k: residual if b is None else block_signs(residual.shape, b, 0).to(residual) * residual
+                for k, b in SURE_BLOCKS.items()
+            }
+        row['sure_T'] = self.sure_t
+        for k, z in self.probes.items():
+            with torch.no_grad():
+                moved = self.net(adapted_input.detach() + (SURE_EPS * z).to(adapted_input.dtype)).clamp(0, 1)
+            row[f'{k}_d'] = float(torch.mean(z * (moved.double() - o)) / SURE_EPS)
         self.rows.append(row)
 
     def finish(self, replayed=()):
@@ -159,6 +183,10 @@ def _psnr(mse):
     return 10 * math.log10(1 / max(mse, 1e-20))
 
 
+def _sub_score(r, c, a):
+    return a * a * r[f'c{c}_cc'] - 2 * a * r[f'c{c}_cg'] + r[f'c{c}_gg']
+
+
 def choose(steps, cells, blend, blend_cell=None):
     """The (step, α) :class:`SubImageScore` picks from recorded rows (same logic, on the recorded sums)."""
     blend_cell = cells[0] if blend_cell is None else blend_cell
@@ -167,19 +195,42 @@ def choose(steps, cells, blend, blend_cell=None):
         cc, cg = r[f'c{c}_cc'], r[f'c{c}_cg']
         return min(1.0, max(0.0, cg / cc)) if cc > 0 else 1.0
 
-    def score(r, c, a):
-        return a * a * r[f'c{c}_cc'] - 2 * a * r[f'c{c}_cg'] + r[f'c{c}_gg']
-
-    ref = [score(steps[0], c, 1.0) for c in cells]
-    best = (score(steps[0], cells[0], 1.0), 0, 1.0)
+    ref = [_sub_score(steps[0], c, 1.0) for c in cells]
+    best = (_sub_score(steps[0], cells[0], 1.0), 0, 1.0)
     for r in steps:
         a = alpha_of(r, blend_cell) if blend else 1.0
-        if not all(score(r, c, a) <= ref_c for c, ref_c in zip(cells[1:], ref[1:])):
+        if not all(_sub_score(r, c, a) <= ref_c for c, ref_c in zip(cells[1:], ref[1:])):
             continue
-        s = score(r, cells[0], a)
+        s = _sub_score(r, cells[0], a)
         if s < best[0]:
             best = (s, r['step'], a)
     return best[1], best[2]
+
+
+def choose_sure(steps, probe='sure', blend=True, guard=()):
+    """The (step, α) :class:`ResidualSURE` picks from recorded rows (``probe``: a key of :data:`SURE_BLOCKS`)."""
+
+    def terms(r):
+        cross, power = r[f'{probe}_d'] - r['sure_T'], r['power']
+        a = min(1.0, max(0.0, -cross / power)) if blend and power > 0 else 1.0
+        return a, a * a * power + 2 * a * cross
+
+    ref = [_sub_score(steps[0], c, 1.0) for c in guard]
+    best = (steps[0]['power'] + 2 * (steps[0][f'{probe}_d'] - steps[0]['sure_T']), 0, 1.0)  # step 0, α = 1
+    for r in steps:
+        a, s = terms(r)
+        if not all(_sub_score(r, c, a) <= ref_c for c, ref_c in zip(guard, ref)):
+            continue
+        if s < best[0]:
+            best = (s, r['step'], a)
+    return best[1], best[2]
+
+
+def _rule_choice(steps, rule):
+    if 'sure' in rule:
+        probe = 'sure' if rule['sure'] is None else f'sure{rule["sure"]}'
+        return choose_sure(steps, probe, rule.get('blend', True), rule.get('guard', ()))
+    return choose(steps, list(rule['cell']), rule.get('blend', True), rule.get('blend_cell'))
 
 
 def _load(paths):
@@ -198,13 +249,17 @@ def _picked(images, rule):
     import numpy as np
     out = []
     for s in images.values():
-        step, a = choose(s, list(rule['cell']), rule.get('blend', True), rule.get('blend_cell'))
+        step, a = _rule_choice(s, rule)
         r = s[step]
         out.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
     return np.array(out)
 
 
 def _label(rule):
+    if 'sure' in rule:
+        return ('sure' + ('' if rule['sure'] is None else f'/b{rule["sure"]}') + ('' if rule.get('blend', True) else
+                                                                                  ' nb') +
+                (' g' + '/'.join(map(str, rule['guard'])) if rule.get('guard') else ''))
     return ('/'.join(map(str, rule['cell'])) + ('' if rule.get('blend', True) else ' nb') +
             (f' a{rule["blend_cell"]}' if rule.get('blend_cell') else ''))
 
@@ -258,17 +313,29 @@ def pick(args):
     qualified = [x for x in scored if x[0]]
     best = max(qualified, key=lambda x: x[1]) if qualified else max(scored, key=lambda x: x[2])
     rule = best[3]
+    for ok, gain, worse, r in scored:
+        print(
+            f'{_label(r):>14}: qualifies {ok}, mean gain {gain:+.3f} dB, images > tolerance below step 0: {-worse}',
+            file=sys.stderr)
+    print(' '.join(rule_cfg_options(rule)))
+
+
+def rule_cfg_options(rule):
+    """The ``--cfg-options`` that make ``adapt.select`` the study's ``rule``."""
+    if 'sure' in rule:
+        cfg = ['adapt.select.type=ResidualSURE', f'adapt.select.blend={rule.get("blend", True)}']
+        if rule['sure'] is not None:
+            cfg.append(f'adapt.select.block={rule["sure"]}')
+        if rule.get('guard'):
+            cfg.append('adapt.select.guard=[' + ','.join(map(str, rule['guard'])) + ']')
+        return cfg
     cfg = [
         'adapt.select.type=SubImageScore', 'adapt.select.cell=[' + ','.join(map(str, rule['cell'])) + ']',
         f'adapt.select.blend={rule.get("blend", True)}'
     ]
     if rule.get('blend_cell'):
         cfg.append(f'adapt.select.blend_cell={rule["blend_cell"]}')
-    for ok, gain, worse, r in scored:
-        print(
-            f'{_label(r):>14}: qualifies {ok}, mean gain {gain:+.3f} dB, images > tolerance below step 0: {-worse}',
-            file=sys.stderr)
-    print(' '.join(cfg))
+    return cfg
 
 
 def main(argv=None):

@@ -13,6 +13,9 @@ Rules (``SELECT_REGISTRY``):
 - ``SubImageScore`` (the one to use): a held-out score on sub-image pairs, ZS-N2N's diagonal downsampler on cells
   the loss does not train on, the first cell ranking and coarser cells guarding against spatially correlated noise,
   with the blend weight α in closed form (see the class).
+- ``ResidualSURE``: Stein's unbiased risk estimate of each candidate's MSE, its divergence term probed with the
+  pretrained network's residual, which keeps the noise's spatial correlation (camera noise), where white-noise SURE
+  assumes independent pixels; the blend weight α in closed form, optional sub-image guard cells (see the class).
 - ``PixelBankScore``: a held-out noise-to-noise score. For every pixel p the pixel bank (:mod:`lan_basicsr.losses.
   pixel_bank_loss`) names pixels q outside p's neighbourhood whose patches resemble p's; their mean m_p is a noisy
   estimate of p's clean value whose noise is independent of p's own (for noise correlated over fewer than
@@ -39,8 +42,8 @@ from lan_basicsr.utils.option_schema import Registered, Spec
 from lan_basicsr.utils.registry import SELECT_REGISTRY, build_from_registry, check_registered
 
 __all__ = [
-    'Selection', 'StepSelector', 'Last', 'SubImageScore', 'PixelBankScore', 'WindowedVariance', 'build_selector',
-    'is_last', 'SelectSpec', 'diagonal_pairs', 'LAST'
+    'Selection', 'StepSelector', 'Last', 'SubImageScore', 'ResidualSURE', 'PixelBankScore', 'WindowedVariance',
+    'build_selector', 'is_last', 'SelectSpec', 'diagonal_pairs', 'block_signs', 'LAST'
 ]
 
 LAST = 'last'
@@ -233,36 +236,53 @@ class SubImageScore(StepSelector):
         self.net = net
 
     def prepare(self, lq):
-        pairs = []
-        for cell in self.cells:
-            d1, d2 = diagonal_pairs(lq, cell, self.offset)
-            if d1.numel() == 0:
-                raise DataError(f'adapt.select: an image of {lq.shape[-2]}x{lq.shape[-1]} pixels is too small for '
-                                f'SubImageScore cell {cell} (it needs at least {cell + self.offset} rows and columns); '
-                                'use smaller cells or larger images')
-            pairs.append((d1.double(), d2.double()))
-        return {'pairs': pairs, 'reference': None}
+        return {'pairs': _sub_image_pairs(lq, self.cells, self.offset, 'SubImageScore'), 'reference': None}
 
     def score(self, state, step, adapted_input, output, losses):
-        if self.net is None:
-            raise RuntimeError('SubImageScore: no network bound (the loop calls bind(net) before the first step)')
-        terms = []  # per cell: (change, gap); the candidate is d + alpha * change, its target d + gap
-        for cell, (d1, d2) in zip(self.cells, state['pairs']):
-            x1, x2 = diagonal_pairs(adapted_input.detach(), cell, self.offset)
-            with torch.no_grad():
-                p1, p2 = self.net(x1).clamp(0, 1).double(), self.net(x2).clamp(0, 1).double()
-            change = torch.cat([(p1 - d1).flatten(1), (p2 - d2).flatten(1)], 1)
-            terms.append((change, torch.cat([(d2 - d1).flatten(1), (d1 - d2).flatten(1)], 1)))
+        terms = _sub_image_terms(self.net, adapted_input, state['pairs'], self.cells, self.offset, 'SubImageScore')
         ones = torch.ones_like(terms[0][0][:, 0])
         alpha = _best_alpha(*terms[self.blend_index]) if self.blend else ones
         scores = torch.stack([_blend_score(alpha, *t) for t in terms])  # cells,B
         if state['reference'] is None:  # step 0 unblended: the guard's reference
             state['reference'] = torch.stack([_blend_score(ones, *t) for t in terms])
-        fine = (scores[1:] <= state['reference'][1:]).all(0)
-        if step == 0:  # a rejected blend of step 0 falls back to step 0 itself, which is always allowed
-            alpha = torch.where(fine, alpha, ones)
-            return torch.where(fine, scores[0], state['reference'][0]), alpha
-        return torch.where(fine, scores[0], torch.full_like(scores[0], math.inf)), alpha
+        return _guarded(step, scores[0], alpha, scores[1:], state['reference'][0], state['reference'][1:])
+
+
+def _sub_image_pairs(lq, cells, offset, rule):
+    """Per cell, the (D1, D2) sub-images of the noisy images (double), or a DataError for images too small."""
+    pairs = []
+    for cell in cells:
+        d1, d2 = diagonal_pairs(lq, cell, offset)
+        if d1.numel() == 0:
+            raise DataError(f'adapt.select: an image of {lq.shape[-2]}x{lq.shape[-1]} pixels is too small for '
+                            f'{rule} cell {cell} (it needs at least {cell + offset} rows and columns); '
+                            'use smaller cells or larger images')
+        pairs.append((d1.double(), d2.double()))
+    return pairs
+
+
+def _sub_image_terms(net, adapted_input, pairs, cells, offset, rule):
+    """Per cell, ``(change, gap)`` (B,N each): a blend's sub-image score is ``mean((α change - gap)^2)``."""
+    if net is None:
+        raise RuntimeError(f'{rule}: no network bound (the loop calls bind(net) before the first step)')
+    terms = []
+    for cell, (d1, d2) in zip(cells, pairs):
+        x1, x2 = diagonal_pairs(adapted_input.detach(), cell, offset)
+        with torch.no_grad():
+            p1, p2 = net(x1).clamp(0, 1).double(), net(x2).clamp(0, 1).double()
+        change = torch.cat([(p1 - d1).flatten(1), (p2 - d2).flatten(1)], 1)
+        terms.append((change, torch.cat([(d2 - d1).flatten(1), (d1 - d2).flatten(1)], 1)))
+    return terms
+
+
+def _guarded(step, score, alpha, guards, reference, guard_references):
+    """``(score, α)`` after the guards: a candidate that a guard cell scores worse than the plain step-0 output is
+    never chosen (its score becomes inf), except at step 0, which then falls back to the unblended step 0 (score
+    ``reference``), always allowed. ``guards`` / ``guard_references``: G,B (G may be 0)."""
+    fine = (guards <= guard_references).all(0)
+    if step == 0:
+        return torch.where(fine, score, reference), torch.where(fine, alpha, torch.ones_like(alpha))
+    return torch.where(fine, score, torch.full_like(score, math.inf)), alpha
 
 
 def _blend_score(alpha, change, gap):
@@ -287,6 +307,99 @@ def _best_alpha(change, gap):
     power = change.square().sum(1)
     alpha = torch.where(power > 0, (change * gap).sum(1) / power.clamp_min(1e-300), torch.ones_like(power))
     return alpha.clamp(0, 1)
+
+
+@SELECT_REGISTRY.register()
+class ResidualSURE(StepSelector):
+    """Stein's unbiased risk estimate of each candidate's MSE, probed with the step-0 residual; lower is better.
+
+    For noisy y = x + n and a candidate g(y) = α f(y) + (1 - α) y, ``mean((g - x)^2) = α² P + 2 α C + T`` with
+    ``P = mean((f - y)^2)``, ``C = mean((f - y) n)`` and ``T = mean(n^2)``. For Gaussian noise of covariance Σ,
+    Stein's lemma gives ``E C = (tr(J Σ) - tr Σ) / N`` (J the Jacobian of f at y), and ``tr(J Σ) = E z^T J z`` for a
+    probe z of covariance Σ, computed as ``z^T (f(y + ε z) - f(y)) / ε`` (one no-grad forward per step). White-noise
+    SURE draws z with independent pixels; camera noise is correlated over a few pixels (demosaicing, JPEG), so the
+    probe here is the step-0 residual ``r = y - f_0(y)``, the noise as the pretrained network sees it, which keeps the
+    noise's spatial and cross-channel correlation and its signal dependence; ``T`` is estimated by ``mean(r^2)``. The
+    score is ``α² P + 2 α (d - T)``, d the probe (an estimate of the MSE minus T, the same constant for every
+    candidate of an image); with ``blend`` α in [0, 1] minimises it in closed form (α = 0: the noisy input), without
+    it α = 1. ``block`` flips the probe's sign at random on ``block`` x ``block`` blocks (the same sign over the
+    channels; seeded with ``seed``, never the global generator): the expectation then keeps only the covariance
+    inside blocks, a bias that shrinks as blocks grow (kept for comparison; ``block: 1`` is white-noise SURE).
+
+    Its weak point is the residual: where the pretrained network leaves much of the noise in (a noise it was not
+    trained for), ``mean(r^2)`` underestimates the noise and the score favours outputs that keep noise. ``guard``
+    cells (as :class:`SubImageScore`'s) then forbid any candidate that a coarse sub-image score calls worse than the
+    plain step-0 output. Cost: one no-grad forward of the full image per step, plus the guards'.
+
+    Args:
+        block (int | None): side of the blocks of one sign; None: the residual as it is. Default: None.
+        eps (float): the probe's step, as a fraction of the residual. Default: 0.1.
+        blend (bool): also choose α. Default: True.
+        guard (list[int]): sub-image cells that guard (none by default).
+        offset (int): first row/column of the guard cells. Default: 1.
+        seed (int): the sign field's seed (with ``block``). Default: 0.
+    """
+
+    def __init__(self, block=None, eps=0.1, blend=True, guard=(), offset=1, seed=0):
+        cells = [guard] if isinstance(guard, int) else list(guard or [])
+        if not (block is None or isinstance(block, int) and not isinstance(block, bool) and block >= 1):
+            raise ValueError(f'ResidualSURE: block must be null or an integer >= 1, got {block!r}')
+        if not (isinstance(eps, (int, float)) and not isinstance(eps, bool) and eps > 0):
+            raise ValueError(f'ResidualSURE: eps must be a number > 0, got {eps!r}')
+        if not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in cells):
+            raise ValueError(f'ResidualSURE: guard must be a list of integers >= 2, got {guard!r}')
+        if cells and not (isinstance(offset, int) and 0 <= offset < min(cells)):
+            raise ValueError(f'ResidualSURE: offset must be an integer in [0, {min(cells)}), got {offset!r}')
+        self.block, self.eps, self.blend = block, float(eps), bool(blend)
+        self.guard, self.offset, self.seed = cells, offset, seed
+        self.net = None
+
+    def bind(self, net):
+        """The network the loop runs (called by the loop before the first step of every image)."""
+        self.net = net
+
+    def prepare(self, lq):
+        pairs = _sub_image_pairs(lq, self.guard, self.offset, 'ResidualSURE guard') if self.guard else []
+        return {'lq': lq.double(), 'probe': None, 'pairs': pairs, 'reference': None}
+
+    def score(self, state, step, adapted_input, output, losses):
+        if self.net is None:
+            raise RuntimeError('ResidualSURE: no network bound (the loop calls bind(net) before the first step)')
+        lq, out = state['lq'], output.double()
+        if state['probe'] is None:  # step 0: the residual of the pretrained network
+            probe = lq - out
+            state['noise_power'] = probe.square().flatten(1).mean(1)
+            if self.block is not None:
+                probe = block_signs(probe.shape, self.block, self.seed).to(probe.device) * probe
+            state['probe'] = probe
+        probe = state['probe']
+        with torch.no_grad():
+            moved = self.net(adapted_input.detach() + (self.eps * probe).to(adapted_input.dtype)).clamp(0, 1)
+        divergence = (probe * (moved.double() - out)).flatten(1).mean(1) / self.eps
+        cross = divergence - state['noise_power']  # estimates mean((f - y) n)
+        power = (out - lq).square().flatten(1).mean(1)
+        ones = torch.ones_like(power)
+        alpha = (-cross / power.clamp_min(1e-300)).clamp(0, 1) if self.blend else ones
+        alpha = torch.where(power > 0, alpha, ones)
+        score = alpha.square() * power + 2 * alpha * cross
+        if not self.guard:
+            return score, alpha
+        terms = _sub_image_terms(self.net, adapted_input, state['pairs'], self.guard, self.offset, 'ResidualSURE')
+        guards = torch.stack([_blend_score(alpha, *t) for t in terms])
+        if state['reference'] is None:
+            state['reference'] = (power + 2 * cross, torch.stack([_blend_score(ones, *t) for t in terms]))
+        return _guarded(step, score, alpha, guards, *state['reference'])
+
+
+def block_signs(shape, block, seed):
+    """Random ±1 (double) of ``shape`` (B,C,H,W), constant on ``block`` x ``block`` blocks and over channels, each
+    image drawn from a generator seeded with ``seed`` (every image of a size gets the same field)."""
+    b, _, h, w = shape
+    gen = torch.Generator().manual_seed(seed)
+    rows, cols = -(-h // block), -(-w // block)
+    field = torch.randint(0, 2, (1, 1, rows, cols), generator=gen).double() * 2 - 1
+    field = field.repeat_interleave(block, 2).repeat_interleave(block, 3)[..., :h, :w]
+    return field.expand(b, 1, h, w)
 
 
 @SELECT_REGISTRY.register()

@@ -13,7 +13,8 @@ from test_lan_model import NUM, STEPS, interrupt_at_third_image, read, results, 
 from torch import nn
 
 from lan_basicsr.losses.zsn2n_loss import pair_downsample
-from lan_basicsr.models.selection import PixelBankScore, SubImageScore, WindowedVariance, build_selector, diagonal_pairs
+from lan_basicsr.models.selection import (PixelBankScore, ResidualSURE, SubImageScore, WindowedVariance, block_signs,
+                                          build_selector, diagonal_pairs)
 from lan_basicsr.utils.errors import DataError, OptionError
 
 
@@ -135,9 +136,98 @@ def test_pixel_bank_score_ranks_the_noisy_input_like_its_mse():
     assert rule.finish()[0].step == 0
 
 
+def _box(size=3):
+    """A linear 'denoiser': the size x size box filter (replicate padding), a known Jacobian."""
+    conv = nn.Conv2d(3, 3, size, padding=size // 2, padding_mode='replicate', bias=False, groups=3)
+    conv.weight.data.fill_(1 / size**2)
+    return conv.requires_grad_(False)
+
+
+def _correlated_noise(shape, sigma, seed):
+    """Gaussian noise correlated over neighbouring pixels (white noise through a 3x3 box filter), rescaled to sigma."""
+    g = torch.Generator().manual_seed(seed)
+    white = torch.randn(shape, generator=g)
+    noise = _box(3)(white)
+    return noise * sigma / noise.std()
+
+
+def test_block_signs_are_constant_on_blocks_and_channels_and_seeded():
+    field = block_signs((2, 3, 10, 13), 4, seed=5)
+    assert field.shape == (2, 1, 10, 13) and set(field.unique().tolist()) == {-1.0, 1.0}
+    assert torch.equal(field[0], field[1])  # every image of a size: the same field, whatever the batch
+    blocks = field[0, 0].reshape(-1)  # the 4x4 block at rows 4..7, columns 8..11 has one sign
+    assert field[0, 0, 4:8, 8:12].unique().numel() == 1 and blocks.numel() == 130
+    assert torch.equal(field, block_signs((2, 3, 10, 13), 4, seed=5))
+    assert not torch.equal(field, block_signs((2, 3, 10, 13), 4, seed=6))
+
+
+def test_residual_sure_estimates_the_mse_of_a_linear_denoiser_in_closed_form():
+    clean = torch.full((1, 3, 64, 64), 0.5)
+    noise = _correlated_noise(clean.shape, 0.05, seed=0)
+    lq = clean + noise
+    box = _box(3)
+    out = box(lq)
+    # step 0: the perfect denoiser (the residual is the noise itself); step 1: the box filter
+    rule = ResidualSURE(blend=False)
+    picked = _observe(rule, lq, [(Constant(0.5), clean), (box, out)])
+    z = noise.double()
+    probe = float((z * (box(lq + 0.1 * z.float()).double() - out.double())).mean() / 0.1)  # linear: z^T J z / N
+    power = float((out - lq).double().square().mean())
+    expected = power + 2 * (probe - float(noise.double().square().mean()))
+    box_score = expected  # the rule's score of step 1, by hand
+    perfect = -float(noise.double().square().mean())  # step 0: P = T, d = 0 (a constant has no Jacobian)
+    assert picked.step == 0 and picked.score == pytest.approx(perfect, rel=1e-6)
+    rule.start(lq)
+    rule.bind(box)
+    rule(0, lq, clean, None)  # the same residual; then the box filter's score
+    score, alpha = rule.score(rule.passes[0]['state'], 1, lq, out.clamp(0, 1), None)
+    assert float(score) == pytest.approx(box_score, rel=1e-4) and float(alpha) == 1.0
+    # SURE's MSE estimate (score + T) against the true MSE of the box output: exact for a linear denoiser when the
+    # residual is the noise
+    true_mse = float((out - clean).double().square().mean())
+    assert box_score + float(noise.double().square().mean()) == pytest.approx(true_mse, rel=1e-4)
+
+
+def test_blocks_keep_the_correlation_that_white_noise_sure_misses():
+    clean = torch.full((1, 3, 96, 96), 0.5)
+    noise = _correlated_noise(clean.shape, 0.05, seed=1)
+    lq, box = clean + noise, _box(3)
+    true_cross = float(((box(lq) - lq) * noise).double().mean())
+    errors = {}
+    for block in (1, 8, 32, None):
+        rule = ResidualSURE(block=block, blend=False)
+        rule.start(lq)
+        rule.bind(box)
+        rule(0, lq, clean, None)  # the residual is the noise
+        state = rule.passes[0]['state']
+        score, _ = rule.score(state, 1, lq, box(lq).clamp(0, 1), None)
+        power = float((box(lq) - lq).double().square().mean())
+        errors[block] = abs((float(score) - power) / 2 - true_cross) / abs(true_cross)
+    # white-noise SURE (independent signs per pixel) misses the covariance between neighbours entirely; sign-flipped
+    # blocks lose the covariance across their edges (measured: 120%, 22%, 3% of the term); the residual itself: none
+    assert errors[1] > 1 and 0.1 < errors[8] < 0.3 and errors[32] < 0.05 and errors[None] < 1e-4
+
+
+def test_residual_sure_blends_towards_the_noisy_input_only_when_it_pays():
+    torch.manual_seed(0)
+    clean = torch.linspace(0.2, 0.8, 64).view(1, 1, 1, 64).expand(1, 3, 64, 64).contiguous()
+    lq = clean + _correlated_noise(clean.shape, 0.04, seed=2)
+    # step 0 the box filter (a good denoiser here); step 1 a constant (oversmooths the ramp away)
+    picked = _observe(ResidualSURE(), lq, [(_box(5), _box(5)(lq)), (Constant(0.5), lq * 0 + 0.5)])
+    assert picked.step == 0 and picked.alpha > 0.8
+    rule = ResidualSURE(guard=[4])
+    picked = _observe(rule, lq, [(_box(5), _box(5)(lq)), (Constant(0.5), lq * 0 + 0.5)])
+    assert picked.step == 0
+    with pytest.raises(OptionError, match='adapt.select: ResidualSURE: block must be null or an integer >= 1'):
+        build_selector({'type': 'ResidualSURE', 'block': 0})
+    with pytest.raises(OptionError, match='ResidualSURE: guard must be a list of integers >= 2'):
+        build_selector({'type': 'ResidualSURE', 'guard': [1]})
+
+
 # ---------------------------------------------------------------------------------------------------------------------
 # Through the test pipeline (tiny DnCNN, 16x24 images; see test_lan_model)
 SELECT = ('adapt.select.type=SubImageScore', 'adapt.select.cell=[2,3]')
+SURE = ('adapt.select.type=ResidualSURE', 'adapt.select.guard=[3]')
 
 
 def test_selection_writes_selected_csv_and_changes_no_step(setup):  # noqa: F811
@@ -163,18 +253,19 @@ def test_selection_writes_selected_csv_and_changes_no_step(setup):  # noqa: F811
         run(setup, *SELECT, name='plain')
 
 
-def test_the_rule_never_reads_gt(setup, tmp_path):  # noqa: F811
-    run(setup, *SELECT, name='real_gt')
+@pytest.mark.parametrize('rule', [SELECT, SURE], ids=['SubImageScore', 'ResidualSURE'])
+def test_the_rule_never_reads_gt(setup, tmp_path, rule):  # noqa: F811
+    run(setup, *rule, name='real_gt')
     garbage = str(tmp_path / 'garbage')
     shutil.copytree(setup.pairs, garbage)
     rng = np.random.default_rng(1)
     for name in os.listdir(osp.join(garbage, 'gt')):
         cv2.imwrite(osp.join(garbage, 'gt', name), rng.integers(0, 256, (16, 24, 3), dtype=np.uint8))
-    run(setup, *SELECT, f'datasets.test.dataroot_gt={garbage}/gt', name='garbage_gt')
+    run(setup, *rule, f'datasets.test.dataroot_gt={garbage}/gt', name='garbage_gt')
     real, fake = results(setup, 'real_gt', file='selected.csv'), results(setup, 'garbage_gt', file='selected.csv')
     assert [(r['step'], r['alpha'], r['score']) for r in real] == [(r['step'], r['alpha'], r['score']) for r in fake]
     assert [r['psnr'] for r in real] != [r['psnr'] for r in fake]  # GT did change: it only scores
-    run(setup, *SELECT, 'datasets.test.type=NoisyImageDataset', 'datasets.test.dataroot_gt=None', name='no_gt')
+    run(setup, *rule, 'datasets.test.type=NoisyImageDataset', 'datasets.test.dataroot_gt=None', name='no_gt')
     none = results(setup, 'no_gt', file='selected.csv')
     assert [(r['step'], r['alpha'], r['score']) for r in none] == [(r['step'], r['alpha'], r['score']) for r in real]
     assert all(r['psnr'] == '' for r in none)
@@ -223,15 +314,17 @@ def test_an_image_too_small_for_the_cells_is_a_data_error():
         rule(0, torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), None)
 
 
-def test_a_batch_selects_as_one_image_at_a_time(setup):  # noqa: F811
+@pytest.mark.parametrize('rule', [SELECT, SURE], ids=['SubImageScore', 'ResidualSURE'])
+def test_a_batch_selects_as_one_image_at_a_time(setup, rule):  # noqa: F811
     for adapter in ('LAN', 'OffsetAndWeights'):
-        run(setup, f'adapt.type={adapter}', *SELECT, name=f'{adapter}_one')
-        run(setup, f'adapt.type={adapter}', *SELECT, 'adapt.batch_size=3', name=f'{adapter}_three')
+        run(setup, f'adapt.type={adapter}', *rule, name=f'{adapter}_one')
+        run(setup, f'adapt.type={adapter}', *rule, 'adapt.batch_size=3', name=f'{adapter}_three')
         one, three = (results(setup, f'{adapter}_{n}', file='selected.csv') for n in ('one', 'three'))
         assert [(r['image'], r['step']) for r in one] == [(r['image'], r['step']) for r in three]
         for a, b in zip(one, three):
             assert float(a['alpha']) == pytest.approx(float(b['alpha']), abs=1e-5)
-            assert float(a['score']) == pytest.approx(float(b['score']), rel=1e-5)
+            # (ResidualSURE's score is an MSE minus the noise power, ~6e-3 here: abs 1e-9 is float32 summation order)
+            assert float(a['score']) == pytest.approx(float(b['score']), rel=1e-5, abs=1e-9)
             assert float(a['psnr']) == pytest.approx(float(b['psnr']), abs=1e-3)
 
 

@@ -5,7 +5,8 @@ from os import path as osp
 import pytest
 from conftest import import_tool, write_toy_options
 
-RULES = [{'cell': [2, 4]}, {'cell': [2, 8], 'blend': False}, {'cell': [2, 4, 8], 'blend_cell': 8}]
+RULES = [{'cell': [2, 4]}, {'cell': [2, 8], 'blend': False}, {'cell': [2, 4, 8], 'blend_cell': 8}, {'sure': None},
+         {'sure': None, 'guard': [4]}, {'sure': 8, 'blend': False}]
 
 
 @pytest.fixture(scope='module')
@@ -31,17 +32,23 @@ def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
         })
     for r in (x for steps in by_image.values() for x in steps):
         r['step'] = int(r['step'])
+    import yaml
+    with open(opt) as f:
+        plain = yaml.safe_load(f)
+    del plain['adapt']['select']  # the runs below each name their rule
+    opt = osp.join(root, 'plain.yml')
+    with open(opt, 'w') as f:
+        yaml.safe_dump(plain, f)
     blended = 0
     for k, rule in enumerate(RULES):
-        cfg = ['adapt.select.type=SubImageScore', f'adapt.select.cell={rule["cell"]}'.replace(' ', '')]
-        cfg += [f'adapt.select.{key}={value}' for key, value in rule.items() if key != 'cell']
+        cfg = tool.rule_cfg_options(rule)
         test_pipeline(
             root,
             argv=['-opt', opt, '--cfg-options', f'name=sel{k}', 'adapt.type=FullTrainable', 'adapt.lr=0.001', *cfg])
         with open(osp.join(root, 'results', f'sel{k}', 'selected.csv'), newline='') as f:
             selected = {r['image']: r for r in csv.DictReader(f)}
         for image, steps in by_image.items():
-            step, alpha = tool.choose(steps, rule['cell'], rule.get('blend', True), rule.get('blend_cell'))
+            step, alpha = tool._rule_choice(steps, rule)
             assert step == int(selected[image]['step']), (rule, image)
             assert alpha == pytest.approx(float(selected[image]['alpha']), abs=1e-6), (rule, image)
             blended += alpha < 1
