@@ -57,16 +57,27 @@ def parse_args(argv=None):
     rec.add_argument('--out', required=True, help='CSV to write (appended; finished variants are skipped)')
     rec.add_argument('--datasets', nargs='+', metavar='NAME', help='only these test datasets')
     rec.add_argument('--limit', type=int, help='only the first N images of each dataset (smoke runs)')
+    rec.add_argument('--cfg-options', nargs='+', default=[], metavar='K=V', help='for every variant (before its own)')
     ana = sub.add_parser('analyse', help='evaluate rules on a recorded CSV')
     ana.add_argument('csv', nargs='+', help='files written by record')
-    ana.add_argument('--rules', nargs='+', default=DEFAULT_RULES + SURE_RULES, metavar='YAML',
-                     help='{cell: [..], blend: ..} or {sure: null | block, blend: .., guard: [..]}')
+    ana.add_argument(
+        '--rules',
+        nargs='+',
+        default=DEFAULT_RULES + SURE_RULES,
+        metavar='YAML',
+        help='{cell: [..], blend: ..} or {sure: null | block, blend: .., guard: [..]}')
     ana.add_argument('--out', help='also write the table (markdown) here')
     pick = sub.add_parser('pick', help='print the --cfg-options of the rule the declared criterion picks')
     pick.add_argument('csv', nargs='+', help='files written by record')
     pick.add_argument('--rules', nargs='+', default=DEFAULT_RULES + SURE_RULES, metavar='YAML', help='the candidates')
     pick.add_argument('--tolerance', type=float, default=0.05, help='dB below step 0 that counts as worse')
     pick.add_argument('--share', type=float, default=0.05, help='largest share of images allowed below step 0')
+    tab = sub.add_parser('table', help='the comparison table of one rule on one recorded set (PSNR only)')
+    tab.add_argument('csv', help='a file written by record (one network, one set of images)')
+    tab.add_argument('--rule', required=True, metavar='YAML', help='the rule, as in --rules')
+    tab.add_argument('--lan', default='lan_zsn2n', help='the variant the goals compare with as "LAN"')
+    tab.add_argument('--labels', nargs='+', default=[], metavar='VARIANT=LABEL', help='row labels')
+    tab.add_argument('--out', help='also write the table (markdown) here')
     return parser.parse_args(argv)
 
 
@@ -150,7 +161,7 @@ def record(args):
         if name in done:
             continue
         # the recorder is the loop's only observer: a rule in the option file would be finished unobserved
-        cfg_list = [c for c in cfg.split(',') if c] + ['adapt.select=last']
+        cfg_list = args.cfg_options + [c for c in cfg.split(',') if c] + ['adapt.select=last']
         opt, _ = parse_options(
             ROOT, is_train=False, argv=['-opt', args.opt, '--cfg-options', f'name=study_{name}', *cfg_list])
         model = build_model(opt)
@@ -188,7 +199,7 @@ def _sub_score(r, c, a):
 
 
 def choose(steps, cells, blend, blend_cell=None):
-    """The (step, α) :class:`SubImageScore` picks from recorded rows (same logic, on the recorded sums)."""
+    """The (step, α, score) :class:`SubImageScore` picks from recorded rows (same logic, on the recorded sums)."""
     blend_cell = cells[0] if blend_cell is None else blend_cell
 
     def alpha_of(r, c):
@@ -204,11 +215,11 @@ def choose(steps, cells, blend, blend_cell=None):
         s = _sub_score(r, cells[0], a)
         if s < best[0]:
             best = (s, r['step'], a)
-    return best[1], best[2]
+    return best[1], best[2], best[0]
 
 
 def choose_sure(steps, probe='sure', blend=True, guard=()):
-    """The (step, α) :class:`ResidualSURE` picks from recorded rows (``probe``: a key of :data:`SURE_BLOCKS`)."""
+    """The (step, α, score) :class:`ResidualSURE` picks from recorded rows (``probe``: a key of :data:`SURE_BLOCKS`)."""
 
     def terms(r):
         cross, power = r[f'{probe}_d'] - r['sure_T'], r['power']
@@ -223,10 +234,11 @@ def choose_sure(steps, probe='sure', blend=True, guard=()):
             continue
         if s < best[0]:
             best = (s, r['step'], a)
-    return best[1], best[2]
+    return best[1], best[2], best[0]
 
 
 def _rule_choice(steps, rule):
+    """(step, α, score) of ``rule`` (a dict of the study's rule syntax) on one image's recorded rows."""
     if 'sure' in rule:
         probe = 'sure' if rule['sure'] is None else f'sure{rule["sure"]}'
         return choose_sure(steps, probe, rule.get('blend', True), rule.get('guard', ()))
@@ -234,13 +246,22 @@ def _rule_choice(steps, rule):
 
 
 def _load(paths):
+    """``{(variant, dataset): {image: [row per step]}}``; with several files the variant is ``<file stem>/<variant>``
+    (two files may hold the same variant and dataset names, e.g. one tuning set run with two networks)."""
+    from lan_basicsr.utils.errors import DataError
+    stems = [osp.splitext(osp.basename(p))[0] for p in paths]
+    for stem, path in zip(stems, paths):
+        if stems.count(stem) > 1:
+            raise DataError(f'two recorded files are named {osp.basename(path)}; give them different names')
     data = OrderedDict()
-    for path in paths:
+    for stem, path in zip(stems, paths):
+        prefix = '' if len(paths) == 1 else stem + '/'
         with open(path, newline='') as f:
             for row in csv.DictReader(f):
                 r = {k: (v if k in ('variant', 'dataset', 'image') else float(v)) for k, v in row.items()}
                 r['step'] = int(r['step'])
-                data.setdefault((r['variant'], r['dataset']), OrderedDict()).setdefault(r['image'], []).append(r)
+                key = (prefix + r['variant'], r['dataset'])
+                data.setdefault(key, OrderedDict()).setdefault(r['image'], []).append(r)
     return data
 
 
@@ -249,7 +270,7 @@ def _picked(images, rule):
     import numpy as np
     out = []
     for s in images.values():
-        step, a = _rule_choice(s, rule)
+        step, a, _ = _rule_choice(s, rule)
         r = s[step]
         out.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
     return np.array(out)
@@ -257,8 +278,8 @@ def _picked(images, rule):
 
 def _label(rule):
     if 'sure' in rule:
-        return ('sure' + ('' if rule['sure'] is None else f'/b{rule["sure"]}') + ('' if rule.get('blend', True) else
-                                                                                  ' nb') +
+        return ('sure' + ('' if rule['sure'] is None else f'/b{rule["sure"]}') +
+                ('' if rule.get('blend', True) else ' nb') +
                 (' g' + '/'.join(map(str, rule['guard'])) if rule.get('guard') else ''))
     return ('/'.join(map(str, rule['cell'])) + ('' if rule.get('blend', True) else ' nb') +
             (f' a{rule["blend_cell"]}' if rule.get('blend_cell') else ''))
@@ -338,9 +359,82 @@ def rule_cfg_options(rule):
     return cfg
 
 
+def study_tables(data, rule, labels=None):
+    """The rows of :mod:`lan_basicsr.report.selection_table` (PSNR only) from recorded rows, per dataset: the noisy
+    input, step 0, each variant at its last step, the best of those in hindsight, each variant's choice by ``rule``
+    and the choice across variants by the rule's score. Every variant must hold the same images and step 0."""
+    from lan_basicsr.report.selection_table import SelectionRow
+    from lan_basicsr.utils.errors import DataError
+    labels = labels or {}
+    tables = OrderedDict()
+    for dataset in dict.fromkeys(ds for _, ds in data):
+        variants = [(v, images) for (v, ds), images in data.items() if ds == dataset]
+        names = list(variants[0][1])
+        for v, images in variants:
+            if list(images) != names:
+                raise DataError(f'{dataset}: variant {v} holds other images than {variants[0][0]}; record them alike')
+            if any(abs(images[i][0]['psnr'] - variants[0][1][i][0]['psnr']) > 1e-4 for i in names):
+                raise DataError(f'{dataset}: variant {v} starts from another step 0 than {variants[0][0]}')
+        nan = [math.nan] * len(names)
+        first = variants[0][1]
+        rows = [
+            SelectionRow('Noisy input', 'noisy', [_psnr(first[i][0]['mse_noisy']) for i in names], nan),
+            SelectionRow('Step 0 (pretrained)', 'step0', [first[i][0]['psnr'] for i in names], nan)
+        ]
+        singles, picks = [], []
+        for v, images in variants:
+            label = labels.get(v, v)
+            singles.append(
+                SelectionRow(f'{label}, k = {images[names[0]][-1]["step"]}', 'last',
+                             [images[i][-1]['psnr'] for i in names], nan, [v] * len(names)))
+            chosen = [_rule_choice(images[i], rule) for i in names]
+            psnr = []
+            for i, (step, a, _) in zip(names, chosen):
+                r = images[i][step]
+                psnr.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
+            picks.append((SelectionRow(f'{label}, selected', 'selected', psnr, nan, [v] * len(names)), chosen))
+        rows += singles
+        best = max(singles, key=lambda row: row.psnr.mean())
+        rows.append(SelectionRow(f'best single in hindsight ({best.label})', 'best', best.psnr, nan))
+        rows += [row for row, _ in picks]
+        across = [min(range(len(picks)), key=lambda k: picks[k][1][j][2]) for j in range(len(names))]
+        rows.append(
+            SelectionRow(f'rule across {len(picks)} methods', 'across',
+                         [picks[k][0].psnr[j] for j, k in enumerate(across)], nan, [variants[k][0] for k in across]))
+        tables[dataset] = (names, rows, 'all variants')
+    return tables
+
+
+def table(args):
+    import warnings
+
+    from lan_basicsr.report.selection_table import goals, selection_markdown
+    data = _load([args.csv])
+    labels = dict(x.split('=', 1) for x in args.labels)
+    tables = study_tables(data, yaml.safe_load(args.rule), labels)
+    lan = next((row.label for _, rows, _ in tables.values()
+                for row in rows if row.kind == 'last' and row.runs and row.runs[0] == args.lan), None)
+    with warnings.catch_warnings():
+        warnings.simplefilter('ignore', RuntimeWarning)  # the study records no SSIM: its column stays empty
+        text = selection_markdown(tables, title=f'{osp.basename(args.csv)}, rule {_label(yaml.safe_load(args.rule))}')
+    lines = [
+        text, '| dataset | mean vs step 0 | share > 0.05 dB below step 0 | vs best single | vs LAN |',
+        '|---|---|---|---|---|'
+    ]
+    for dataset, g in goals(tables, 'across', lan=lan).items():
+        vs_lan = '' if g['vs_lan'] is None else f'{g["vs_lan"]:+.2f}'
+        lines.append(f'| {dataset} | {g["mean_vs_step0"]:+.2f} | {g["share_below_tol"]:.0%} | '
+                     f'{g["vs_best_single"]:+.2f} | {vs_lan} |')
+    text = '\n'.join(lines)
+    print(text)
+    if args.out:
+        with open(args.out, 'w') as f:
+            f.write(text + '\n')
+
+
 def main(argv=None):
     args = parse_args(argv)
-    {'record': record, 'analyse': analyse, 'pick': pick}[args.command](args)
+    {'record': record, 'analyse': analyse, 'pick': pick, 'table': table}[args.command](args)
 
 
 if __name__ == '__main__':

@@ -1,9 +1,9 @@
 # Usage: python tools/subset_folder.py --src datasets/PolyU --dst datasets/PolyU_every10 --every 10
 """A fixed subset of a paired folder (``lq/`` and ``gt/``, matched by name): every k-th pair in file-name order (of the
 names starting with ``--prefix``), from the ``--offset``-th, as symbolic links (nothing is copied); another offset
-gives a disjoint subset (e.g. a validation set beside an evaluation set made with offset 0). The choice depends on the names only, never
-on a score, so it can be made before anything is run and reproduced by anyone; lan_basicsr.report.selection_table's
-``--every k`` picks the same images out of a run over the whole folder."""
+gives a disjoint subset (e.g. a validation set beside an evaluation set made with offset 0). The choice depends on the
+names only, never on a score, so it can be made before anything is run and reproduced by anyone;
+lan_basicsr.report.selection_table's ``--every k`` picks the same images out of a run over the whole folder."""
 import argparse
 import os
 from os import path as osp
@@ -28,7 +28,8 @@ def main(argv=None):
     if args.every < 1:
         raise OptionError(f'--every: expected an integer >= 1, got {args.every}')
     if not 0 <= args.offset < args.every:
-        raise OptionError(f'--offset: expected an integer in [0, {args.every}) (--every {args.every}), got {args.offset}')
+        raise OptionError(
+            f'--offset: expected an integer in [0, {args.every}) (--every {args.every}), got {args.offset}')
     names = {}
     for side in ('lq', 'gt'):
         folder = osp.join(args.src, side)

@@ -5,8 +5,23 @@ from os import path as osp
 import pytest
 from conftest import import_tool, write_toy_options
 
-RULES = [{'cell': [2, 4]}, {'cell': [2, 8], 'blend': False}, {'cell': [2, 4, 8], 'blend_cell': 8}, {'sure': None},
-         {'sure': None, 'guard': [4]}, {'sure': 8, 'blend': False}]
+RULES = [{
+    'cell': [2, 4]
+}, {
+    'cell': [2, 8],
+    'blend': False
+}, {
+    'cell': [2, 4, 8],
+    'blend_cell': 8
+}, {
+    'sure': None
+}, {
+    'sure': None,
+    'guard': [4]
+}, {
+    'sure': 8,
+    'blend': False
+}]
 
 
 @pytest.fixture(scope='module')
@@ -48,9 +63,10 @@ def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
         with open(osp.join(root, 'results', f'sel{k}', 'selected.csv'), newline='') as f:
             selected = {r['image']: r for r in csv.DictReader(f)}
         for image, steps in by_image.items():
-            step, alpha = tool._rule_choice(steps, rule)
+            step, alpha, score = tool._rule_choice(steps, rule)
             assert step == int(selected[image]['step']), (rule, image)
             assert alpha == pytest.approx(float(selected[image]['alpha']), abs=1e-6), (rule, image)
+            assert score == pytest.approx(float(selected[image]['score']), rel=1e-4, abs=1e-9), (rule, image)
             blended += alpha < 1
             r = steps[step]
             psnr = tool._psnr(r['mse_noisy'] + 2 * alpha * r['cross'] + alpha * alpha * r['power'])
@@ -59,6 +75,39 @@ def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
     table = tmp_path / 'table.md'
     tool.main(['analyse', out, '--rules', '{cell: [2, 4]}', '--out', str(table)])
     assert '| full | toy | 3 |' in table.read_text()
+
+
+def test_table_rows_and_the_choice_across_variants(tool, tmp_path, capsys):
+    import numpy as np
+    root = str(tmp_path)
+    opt = write_toy_options(root, {'steps': 3, 'lr': 0.05}, num=3)
+    out = osp.join(root, 'steps.csv')
+    tool.main([
+        'record', '-opt', opt, '--out', out, '--variants', 'slow:adapt.type=FullTrainable,adapt.lr=0.0005',
+        'fast:adapt.type=FullTrainable,adapt.lr=0.005'
+    ])
+    data = tool._load([out])
+    rule = {'sure': None, 'guard': [3]}
+    names, rows, _ = tool.study_tables(data, rule, {'fast': 'Fast'})['toy']
+    assert [r.kind for r in rows] == ['noisy', 'step0', 'last', 'last', 'best', 'selected', 'selected', 'across']
+    assert [r.label for r in rows[2:4]] == ['slow, k = 3', 'Fast, k = 3']
+    slow, fast = data[('slow', 'toy')], data[('fast', 'toy')]
+    assert np.allclose(rows[3].psnr, [fast[i][-1]['psnr'] for i in names])
+    assert rows[4].psnr.mean() == max(rows[2].psnr.mean(), rows[3].psnr.mean())
+    for j, image in enumerate(names):  # across: per image, the variant whose choice scores lower
+        (_, _, s_slow), (_, _, s_fast) = tool._rule_choice(slow[image], rule), tool._rule_choice(fast[image], rule)
+        expected = rows[5].psnr[j] if s_slow <= s_fast else rows[6].psnr[j]
+        assert rows[7].psnr[j] == expected and rows[7].runs[j] == ('slow' if s_slow <= s_fast else 'fast')
+    tool.main(['table', out, '--rule', '{sure: null, guard: [3]}', '--lan', 'slow'])
+    text = capsys.readouterr().out
+    assert '| rule across 2 methods |' in text and '| toy | ' in text.split('vs LAN |')[1]
+    import shutil
+    other = shutil.copy(out, osp.join(root, 'other.csv'))
+    both = tool._load([out, other])  # two files with the same variant names stay apart
+    assert len(both[('steps/slow', 'toy')][names[0]]) == len(both[('other/slow', 'toy')][names[0]]) == 4
+    from lan_basicsr.utils.errors import DataError
+    with pytest.raises(DataError, match='two recorded files are named steps.csv'):
+        tool._load([out, out])
 
 
 def test_pick_applies_the_declared_criterion(tool, capsys, monkeypatch):
