@@ -16,6 +16,7 @@ def parse_args(argv=None):
     parser.add_argument('--tolerance', type=float, default=0.05, help='dB below step 0 that counts (default 0.05)')
     parser.add_argument('--ours', help='row label (or kind: across, selected) whose goals are printed')
     parser.add_argument('--lan', help='row label of the LAN baseline for the goals (e.g. "LAN + ZS-N2N, k = 20")')
+    parser.add_argument('--by-camera', action='store_true', help='also one table per PolyU camera (from tile names)')
     parser.add_argument('--title', help='heading of the table')
     parser.add_argument('--out', help='also write the Markdown here')
     return parser.parse_args(argv)
@@ -24,9 +25,9 @@ def parse_args(argv=None):
 def main(argv=None):
     import json
 
-    from lan_basicsr.report.selection_table import goals, selection_markdown, selection_rows
+    from lan_basicsr.report.selection_table import goals, polyu_camera, selection_markdown, selection_rows
     args = parse_args(argv)
-    tables = selection_rows(args.results, every=args.every)
+    tables = selection_rows(args.results, every=args.every, split=polyu_camera if args.by_camera else None)
     text = selection_markdown(tables, args.tolerance, args.title)
     if args.ours:
         text += '\nGoals (' + args.ours + '):\n\n```\n' + json.dumps(

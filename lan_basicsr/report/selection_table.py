@@ -21,7 +21,9 @@ from lan_basicsr.models.step_store import read_selected_csv
 from lan_basicsr.utils.errors import DataError, OptionError
 from .results import Run
 
-__all__ = ['SelectionRow', 'selection_rows', 'selection_markdown', 'subset_images', 'goals']
+__all__ = [
+    'SelectionRow', 'selection_rows', 'split_rows', 'polyu_camera', 'selection_markdown', 'subset_images', 'goals'
+]
 
 
 def subset_images(images, every=None):
@@ -62,12 +64,13 @@ def _label(run):
     return f'{run.method} + {run.loss}'
 
 
-def selection_rows(results, every=None, labels=None):
+def selection_rows(results, every=None, labels=None, split=None):
     """``OrderedDict{dataset: (images, [SelectionRow, ...], reference run name)}`` (see the module doc).
 
     Per dataset the rows are compared on the images of the run with the fewest (every ``every``-th of them when
     given); every other run must hold all of those images (a run over a whole set is compared on a subset run's images;
-    the table names the reference run).
+    the table names the reference run). ``split`` (image name -> group, e.g. :func:`polyu_camera`) adds one table per
+    group after each dataset's, keyed ``<dataset> / <group>``.
     """
     labels = labels or {}
     runs = [r if isinstance(r, Run) else Run(r, labels.get(osp.basename(osp.normpath(str(r))))) for r in results]
@@ -137,7 +140,28 @@ def selection_rows(results, every=None, labels=None):
                 names.append(run.name)
             rows.append(SelectionRow(f'rule across {len(members)} methods', 'across', psnr, ssim, names))
         tables[dataset] = (images, rows, reference.name)
+        if split is not None:
+            tables.update(split_rows(dataset, images, rows, reference.name, split))
     return tables
+
+
+def split_rows(dataset, images, rows, reference, split):
+    """The tables of ``dataset``'s rows restricted to each group of ``split`` (image name -> group), in order."""
+    out = OrderedDict()
+    for group in dict.fromkeys(split(i) for i in images):
+        idx = [k for k, i in enumerate(images) if split(i) == group]
+        part = [
+            SelectionRow(r.label, r.kind, r.psnr[idx], r.ssim[idx],
+                         None if r.runs is None else [r.runs[k] for k in idx]) for r in rows
+        ]
+        out[f'{dataset} / {group}'] = ([images[k] for k in idx], part, reference)
+    return out
+
+
+def polyu_camera(image):
+    """The PolyU camera of a tile name ``{scene}_{index}`` (``Nikon_800_carbi_0003`` -> Nikon800)."""
+    from lan_basicsr.data.prepare_util import scene_camera
+    return scene_camera(image.rsplit('_', 1)[0])
 
 
 def _fmt(value, digits=2):

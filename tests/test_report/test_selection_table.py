@@ -111,3 +111,19 @@ def test_cli(runs, tmp_path, capsys):
     out = tmp_path / 'table.md'
     tool.main([runs['lan'], runs['full'], '--ours', 'across', '--out', str(out)])
     assert 'rule across 2 methods' in out.read_text() and '"mean_vs_step0"' in capsys.readouterr().out
+
+
+def test_split_tables_hold_each_group_of_images(runs):
+    from lan_basicsr.report.selection_table import polyu_camera
+    assert polyu_camera('Nikon_800_carbi_0003') == 'Nikon800' and polyu_camera('Canon5D2_bag_0012') == 'Canon5D2'
+    parity = lambda image: 'even' if int(image[-1]) % 2 == 0 else 'odd'  # noqa: E731
+    tables = selection_rows([runs['lan'], runs['full']], split=parity)
+    assert list(tables) == ['toy', 'toy / even', 'toy / odd']
+    images, rows, _ = tables['toy']
+    for group, start in (('even', 0), ('odd', 1)):
+        part_images, part, _ = tables[f'toy / {group}']
+        assert part_images == images[start::2]
+        assert [r.kind for r in part] == [r.kind for r in rows]
+        for whole, sub in zip(rows, part):
+            assert np.array_equal(sub.psnr, whole.psnr[start::2]) and sub.label == whole.label
+            assert sub.runs is None or sub.runs == whole.runs[start::2]
