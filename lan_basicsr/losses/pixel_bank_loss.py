@@ -68,8 +68,9 @@ def build_pixel_bank(img,
     """The pixel bank of ``img`` (B,C,H,W): flat positions (``row * W + col``) of each pixel's most similar pixels.
 
     Returns a ``torch.int32`` tensor B,K,H,W (K = ``bank_size``, or ``bank_size + 1`` with ``include_self``, the pixel
-    itself first; int32: half the memory of int64, 36 bytes a pixel for the loss's default bank), entries sorted from the most similar; every entry lies inside the image, outside the pixel's
-    ``exclude`` box and inside its ``window``. The image is reflect-padded for the patches at the border (replicate
+    itself first; int32: half the memory of int64, 36 bytes a pixel for the loss's default bank), entries sorted from
+    the most similar; every entry lies inside the image, outside the pixel's ``exclude`` box and inside its
+    ``window``. The image is reflect-padded for the patches at the border (replicate
     when it is too small to reflect). ``chunk`` offsets are compared at a time and rows are processed in strips
     of about ``max_elements`` distances per chunk, so memory stays bounded on large images.
     """
