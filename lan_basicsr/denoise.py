@@ -26,6 +26,7 @@ import os
 import sys
 import time
 import zlib
+from copy import deepcopy
 from os import path as osp
 
 import cv2
@@ -36,9 +37,37 @@ from tqdm.contrib.logging import logging_redirect_tqdm
 
 __all__ = ['main', 'cli', 'collect_inputs', 'read_photo', 'write_image', 'output_name', 'Manifest']
 
-METHODS = {'lan': 'LAN', 'full': 'FullTrainable', 'first': 'FirstLayer', 'last': 'LastLayer', 'none': None}
-ADAPTER_METHODS = {v: k for k, v in METHODS.items() if v}
-LOSSES = {'zsn2n': 'ZSN2NLoss', 'nbr2nbr': 'Nbr2NbrLoss'}
+# --method: what the adapt section says for it (None: the pretrained network, no adaptation)
+METHODS = {
+    'lan': {
+        'type': 'LAN'
+    },
+    'lan+last': {
+        'type': 'OffsetAndWeights',
+        'combined': {
+            'weights': 'LastLayer'
+        }
+    },
+    'lan+full': {
+        'type': 'OffsetAndWeights',
+        'combined': {
+            'weights': 'FullTrainable'
+        }
+    },
+    'full': {
+        'type': 'FullTrainable'
+    },
+    'first': {
+        'type': 'FirstLayer'
+    },
+    'last': {
+        'type': 'LastLayer'
+    },
+    'none': None
+}
+LOSSES = {'zsn2n': 'ZSN2NLoss', 'nbr2nbr': 'Nbr2NbrLoss', 'bank': 'PixelBankLoss'}
+DEFAULT_METHOD = 'lan'
+DEFAULT_LOSS = 'zsn2n'
 EXTENSIONS = ('png', 'jpg', 'jpeg', 'tif', 'tiff', 'webp', 'bmp')
 SIXTEEN_BIT = ('png', 'tif', 'tiff')
 MANIFEST = '.lan-denoise.json'
@@ -60,10 +89,14 @@ def build_arg_parser():
         '--method',
         choices=list(METHODS),
         default=None,
-        help='lan (input offset), full / first / last '
-        '(network weights), none (the pretrained network); default: the --opt file\'s, else lan')
+        help='lan (input offset), full / first / last (network weights), lan+last / lan+full (the offset and the '
+        f'last layer / all weights), none (the pretrained network); default: the --opt file\'s, else {DEFAULT_METHOD}')
     p.add_argument('--steps', type=int, default=None, help=f'adaptation steps (default: {DEFAULT_STEPS})')
-    p.add_argument('--loss', default=None, help='zsn2n | nbr2nbr (or a registered loss type); default: zsn2n')
+    p.add_argument(
+        '--loss',
+        default=None,
+        help=f'zsn2n | nbr2nbr | bank (PixelBankLoss), or a registered loss type; default: the --opt file\'s, else '
+        f'{DEFAULT_LOSS}')
     p.add_argument('--lr', type=float, default=None, help='learning rate (default: the method\'s, LAN 5e-4, else 5e-6)')
     p.add_argument('--seed', type=int, default=0, help='Nbr2Nbr masks: seed + a hash of the photo\'s name')
     p.add_argument('--tile', default='auto', help='tile size in pixels, 0 = whole image, auto = from --max-memory')
@@ -304,6 +337,16 @@ def network_source(args):
     return network_g, weights, path_opt, adapt
 
 
+def method_of(adapt):
+    """The --method name of an ``adapt`` section (lan when its adapter has none)."""
+    for name, settings in METHODS.items():
+        if settings and settings['type'] == adapt.get('type'):
+            if 'combined' not in settings or settings['combined']['weights'] == (adapt.get('combined') or {}).get(
+                    'weights', 'LastLayer'):
+                return name
+    return 'lan'
+
+
 def adapt_settings(args, opt_adapt):
     """The ``adapt`` section for LANModel: --opt's, then the command line's choices."""
     from lan_basicsr.models.lan_model import ADAPT_DEFAULTS
@@ -313,15 +356,17 @@ def adapt_settings(args, opt_adapt):
         k: v
         for k, v in opt_adapt.items() if k not in ('report_steps', 'save_offset', 'tile', 'batch_size')
     })  # one photo at a time
-    method = args.method or ADAPTER_METHODS.get(adapt.get('type'), 'lan')
-    if args.method and METHODS[method] != adapt.get('type'):
-        adapt = {k: v for k, v in adapt.items() if k not in ('lr', 'layer', 'init_path')}  # the other method's
+    method = args.method or (method_of(opt_adapt) if opt_adapt else DEFAULT_METHOD)
+    if args.method and method_of(adapt) != method:
+        adapt = {k: v for k, v in adapt.items() if k not in ('lr', 'layer', 'init_path', 'combined')}  # the other's
     steps = args.steps if args.steps is not None else opt_adapt.get('steps', DEFAULT_STEPS)
     if not isinstance(steps, int) or steps < 0:
         raise OptionError(f'--steps: expected an integer >= 0, got {steps!r}')
-    adapt.update(type=METHODS[method] or 'LAN', steps=0 if method == 'none' else steps, seed=args.seed)
-    if args.loss is not None:
-        adapt['loss'] = {'type': LOSSES.get(args.loss.lower(), args.loss)}
+    adapt.update(deepcopy(METHODS[method]) or {'type': 'LAN'})
+    adapt.update(steps=0 if method == 'none' else steps, seed=args.seed)
+    loss = args.loss if args.loss is not None else None if 'loss' in opt_adapt else DEFAULT_LOSS
+    if loss is not None:
+        adapt['loss'] = {'type': LOSSES.get(loss.lower(), loss)}
     if args.lr is not None:
         adapt['lr'] = args.lr
     return method, adapt

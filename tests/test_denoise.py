@@ -126,9 +126,11 @@ def test_method_none_is_the_pretrained_network_and_tiles_change_nothing(photos, 
     with torch.no_grad():
         expected = denoise.to_integers(net(lq), 8)
     assert np.array_equal(cv2.imread(str(tmp_path / 'b_photo_pretrained.png')), expected)
-    for method in ('lan', 'full'):  # embedded DnCNN: pad >= receptive radius (nb): tiled = whole image
-        assert main(['-i', photo, '-o', str(tmp_path / 'whole'), '--method', method, '--tile', '0', *STEPS]) == 0
-        assert main(['-i', photo, '-o', str(tmp_path / 'tiled'), '--method', method, '--tile', '16', *STEPS]) == 0
+    for method in ('lan', 'full', 'lan+full'):  # embedded DnCNN: pad >= receptive radius (nb): tiled = whole image
+        loss = ['--loss', 'bank'] if method == 'lan+full' else []  # the bank is the whole image's, tiled or not
+        assert main(['-i', photo, '-o', str(tmp_path / 'whole'), '--method', method, '--tile', '0', *loss, *STEPS]) == 0
+        assert main(['-i', photo, '-o',
+                     str(tmp_path / 'tiled'), '--method', method, '--tile', '16', *loss, *STEPS]) == 0
         whole = cv2.imread(str(tmp_path / 'whole' / f'b_photo_{method}.png')).astype(int)
         tiled = cv2.imread(str(tmp_path / 'tiled' / f'b_photo_{method}.png')).astype(int)
         assert np.abs(whole - tiled).max() <= 1 and (whole != expected).any()
@@ -191,6 +193,15 @@ def test_network_choices(photos, tmp_path, monkeypatch):
     args = ['-i', 'x', '--opt', str(opt), '--method', 'lan', '--loss', 'zsn2n']
     model, method, _, _ = denoise.build_model(denoise.build_arg_parser().parse_args(args), str(tmp_path))
     assert method == 'lan' and model.adapter.lr == 5e-4 and type(model.loss_fn).__name__ == 'ZSN2NLoss'
+    # the combined methods and the pixel-bank loss by their short names
+    for name, weights in (('lan+last', 'LastLayer'), ('lan+full', 'FullTrainable')):
+        args = ['-i', 'x', '--opt', str(opt), '--method', name, '--loss', 'bank']
+        model, method, _, _ = denoise.build_model(denoise.build_arg_parser().parse_args(args), str(tmp_path))
+        assert method == name and type(model.adapter).__name__ == 'OffsetAndWeights'
+        assert model.adapter.combined['weights'] == weights and type(model.loss_fn).__name__ == 'PixelBankLoss'
+        assert model.adapter.lr == 5e-4 and model.adapter.weights_lr == 5e-6  # not the option file's 1e-3
+        assert denoise.method_of(model.adapt_opt) == name
+    assert denoise.METHODS['lan+full'] == {'type': 'OffsetAndWeights', 'combined': {'weights': 'FullTrainable'}}
 
 
 def test_grey_network_gives_grey_photos(photos, tmp_path):
