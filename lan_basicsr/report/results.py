@@ -32,6 +32,7 @@ METHOD_LABELS = {
     'FirstLayer': 'First layer',
     'LastLayer': 'Last layer',
 }
+COMBINED_WEIGHTS_LABELS = {'LastLayer': 'last layer', 'FirstLayer': 'first layer', 'FullTrainable': 'all weights'}
 LOSS_LABELS = {'ZSN2NLoss': 'ZS-N2N', 'Nbr2NbrLoss': 'Nbr2Nbr'}
 
 
@@ -53,6 +54,9 @@ def method_label(settings):
     if kind == 'FullTrainable' and 'meta' in str(init).lower():
         return 'Meta-learning'
     label = METHOD_LABELS.get(kind, str(kind))
+    if kind == 'OffsetAndWeights':  # which weights train beside the offset (adapt.combined.weights)
+        weights = (adapt.get('combined') or {}).get('weights') or 'LastLayer'
+        label += f' ({COMBINED_WEIGHTS_LABELS.get(weights, weights)})'
     if adapt.get('init_path'):
         label += f' (from {osp.basename(str(files.get("adapt.init_path") or adapt["init_path"]))})'
     return label

@@ -85,6 +85,10 @@ def test_labels_and_method_names(report_runs, tmp_path):
     assert method_label({**base, 'pretrain_network_g': 'weights/dncnn_gaussian_meta.pth'}) == 'Meta-learning'
     assert method_label({'adapt': {'type': 'LAN', 'steps': 0}}) == 'Pretrained'
     assert method_label({'adapt': {'type': 'FirstLayer', 'steps': 5}}) == 'First layer'
+    combined = {'type': 'OffsetAndWeights', 'steps': 5}  # which weights train beside the offset
+    assert method_label({'adapt': {**combined, 'combined': None}}) == 'OffsetAndWeights (last layer)'
+    assert method_label({'adapt': {**combined, 'combined': {'weights': 'FullTrainable'}}}) == \
+        'OffsetAndWeights (all weights)'
     # report.json's label (the option file's report.label) is used when no label is given
     copy = shutil.copytree(report_runs['lan'], tmp_path / 'toy_lan_b')
     (copy / 'report.json').write_text('{"label": "LAN, lr 0.05"}')
