@@ -73,6 +73,7 @@ SIXTEEN_BIT = ('png', 'tif', 'tiff')
 MANIFEST = '.lan-denoise.json'
 DEFAULT_OUTPUT = 'denoised'
 DEFAULT_STEPS = 20
+IMAGE_BYTES_PER_PIXEL = 150  # the loop's image-sized tensors (choose_tile's default; 140 measured, LAN + ZS-N2N)
 
 
 def build_arg_parser():
@@ -496,7 +497,15 @@ def denoise_photo(model, path, out_path, args, method, tile, budget, bpp, step_b
     out_bits = bits if ext in SIXTEEN_BIT else 8
     note = 'whole image'
     if tile is None and hasattr(model.net, 'size'):  # automatic: from the budget left now
-        model.net.size = choose_tile(h, w, bpp, budget - _memory_in_use(model.device), model.net.pad)
+        loss = getattr(model.loss_fn, 'loss_fn', model.loss_fn)  # (behind the step bar)
+        extra = loss.image_bytes_per_pixel(lq.shape[1]) if hasattr(loss, 'image_bytes_per_pixel') else 0
+        model.net.size = choose_tile(
+            h,
+            w,
+            bpp,
+            budget - _memory_in_use(model.device),
+            model.net.pad,
+            image_bytes_per_pixel=IMAGE_BYTES_PER_PIXEL + extra)
         note = f'tiles of {model.net.size} px, pad {model.net.pad}' if model.net.size else note
     elif tile:
         note = f'tiles of {tile} px, pad {model.net.pad}'

@@ -148,6 +148,21 @@ def test_automatic_tiles_from_the_memory_budget(photos, tmp_path, capsys):
     assert f'(150x40, tiles of 64 px, pad {-(-depth // 8) * 8};' in capsys.readouterr().out
 
 
+def test_automatic_tiles_count_the_pixel_banks_memory(photos, tmp_path, monkeypatch):
+    from lan_basicsr.losses.pixel_bank_loss import PixelBankLoss
+    from lan_basicsr.models import tiling
+    assert PixelBankLoss().image_bytes_per_pixel(3) == 4 * 9 + 4 * 3 * 3  # int32 bank of 8 + self, key, x1, x2
+    assert PixelBankLoss(bank_size=4, include_self=False).image_bytes_per_pixel(1) == 4 * 4 + 4 * 3
+    seen = []
+    choose = tiling.choose_tile
+    monkeypatch.setattr(tiling, 'choose_tile',
+                        lambda *a, **k: seen.append(k['image_bytes_per_pixel']) or choose(*a, **k))
+    photo = str(photos / 'b_photo.png')
+    for loss in ('zsn2n', 'bank'):
+        assert main(['-i', photo, '-o', str(tmp_path / loss), '--loss', loss, *STEPS]) == 0
+    assert seen == [denoise.IMAGE_BYTES_PER_PIXEL, denoise.IMAGE_BYTES_PER_PIXEL + 72]
+
+
 def test_compare_image(photos, tmp_path):
     assert main(['-i', str(photos / 'b_photo.png'), '-o', str(tmp_path), '--compare', *STEPS]) == 0
     strip = cv2.imread(str(tmp_path / 'b_photo_lan_compare.png'))

@@ -207,6 +207,12 @@ class PixelBankLoss(nn.Module):
         self._key = None  # the step-0 input the cached bank was built from
         self._bank = None
 
+    def image_bytes_per_pixel(self, channels=3):
+        """Memory this loss keeps per image pixel beyond the other losses' (the int32 bank, its float32 key image
+        and the two pseudo instances): for sizing tiles (:func:`lan_basicsr.models.tiling.choose_tile`)."""
+        entries = self.bank_opt['bank_size'] + (1 if self.bank_opt['include_self'] else 0)
+        return 4 * entries + 4 * channels * 3
+
     def bank(self, noisy, step=0):
         """The pixel bank of the image being adapted (built at step 0, or when no bank fits this input)."""
         fits = self._bank is not None and self._key.shape == noisy.shape and self._key.device == noisy.device
