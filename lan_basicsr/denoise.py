@@ -1,7 +1,7 @@
 """lan-denoise: denoise your own photos (no ground truth) by test-time adaptation, one command.
 
-    lan-denoise -i photo.jpg                          # -> denoised/photo_lan.png (LAN, 20 steps of ZS-N2N)
-    lan-denoise -i "my photos/" -o out --compare      # a folder; also out/<name>_lan_compare.png
+    lan-denoise -i photo.jpg                          # -> denoised/photo_lan+full.png (offset + weights, pixel bank)
+    lan-denoise -i "my photos/" -o out --compare      # a folder; also out/<name>_lan+full_compare.png
     lan-denoise -i 'shots/*.png' --method full --steps 10 --opt options/lan_restormer_polyu.yml
 
 Each photo goes through LANModel's own loop (``adapt_image``, the one ``tools/test.py`` runs), built here from the
@@ -66,8 +66,8 @@ METHODS = {
     'none': None
 }
 LOSSES = {'zsn2n': 'ZSN2NLoss', 'nbr2nbr': 'Nbr2NbrLoss', 'bank': 'PixelBankLoss'}
-DEFAULT_METHOD = 'lan'
-DEFAULT_LOSS = 'zsn2n'
+DEFAULT_METHOD = 'lan+full'  # chosen on 177 held-out PolyU tiles by a criterion declared first (docs/selection.md)
+DEFAULT_LOSS = 'bank'
 EXTENSIONS = ('png', 'jpg', 'jpeg', 'tif', 'tiff', 'webp', 'bmp')
 SIXTEEN_BIT = ('png', 'tif', 'tiff')
 MANIFEST = '.lan-denoise.json'

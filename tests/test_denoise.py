@@ -51,8 +51,8 @@ def test_folder_with_a_corrupt_file_first(photos, tmp_path, capsys):
     assert any(line.startswith(f'done: {osp.join(str(photos), "c_fotó ü.jpg")} -> ') for line in lines)
     summary = [line for line in lines if line.startswith('lan-denoise:')]
     assert len(summary) == 1 and summary[0].startswith('lan-denoise: 2 done, 1 failed, 0 skipped (already done) in')
-    assert sorted(os.listdir(out)) == ['.lan-denoise.json', 'b_photo_lan.png', 'c_fotó ü_lan.png']
-    img = cv2.imread(str(out / 'b_photo_lan.png'), cv2.IMREAD_UNCHANGED)
+    assert sorted(os.listdir(out)) == ['.lan-denoise.json', 'b_photo_lan+full.png', 'c_fotó ü_lan+full.png']
+    img = cv2.imread(str(out / 'b_photo_lan+full.png'), cv2.IMREAD_UNCHANGED)
     assert img.shape == (24, 32, 3) and img.dtype == np.uint8
     noisy = cv2.imread(str(photos / 'b_photo.png')).astype(float)
     assert 0 < np.abs(img - noisy).mean() < 40  # denoised, not blank
@@ -68,9 +68,9 @@ def test_bit_depth_exif_and_ext(tmp_path, capsys):
     assert read_photo(str(tmp_path / 'turned.jpg'))[0].shape == (40, 20, 3)
     out = tmp_path / 'out'
     assert main(['-i', str(tmp_path / 'deep.png'), str(tmp_path / 'turned.jpg'), '-o', str(out), *STEPS]) == 0
-    deep = cv2.imread(str(out / 'deep_lan.png'), cv2.IMREAD_UNCHANGED)
+    deep = cv2.imread(str(out / 'deep_lan+full.png'), cv2.IMREAD_UNCHANGED)
     assert deep.dtype == np.uint16 and deep.shape == (24, 32, 3) and deep.max() > 255
-    turned = cv2.imread(str(out / 'turned_lan.png'), cv2.IMREAD_UNCHANGED)
+    turned = cv2.imread(str(out / 'turned_lan+full.png'), cv2.IMREAD_UNCHANGED)
     assert turned.shape == (40, 20, 3) and turned.dtype == np.uint8
     assert main(['-i', str(tmp_path / 'deep.png'), '-o', str(out), '--ext', 'jpg', '--suffix', '', *STEPS]) == 0
     assert cv2.imread(str(out / 'deep.jpg'), cv2.IMREAD_UNCHANGED).dtype == np.uint8
@@ -92,12 +92,12 @@ def test_interrupted_run_continues_where_it_stopped(photos, tmp_path, monkeypatc
     monkeypatch.setattr(denoise, 'denoise_photo', interrupted)
     out = tmp_path / 'resumed'
     assert main(args + ['-o', str(out)]) == 130
-    assert sorted(os.listdir(out)) == ['.lan-denoise.json', 'b_photo_lan.png']
+    assert sorted(os.listdir(out)) == ['.lan-denoise.json', 'b_photo_lan+full.png']
     monkeypatch.setattr(denoise, 'denoise_photo', real)
     capsys.readouterr()
     assert main(args + ['-o', str(out)]) == 0
     assert 'lan-denoise: 1 done, 0 failed, 1 skipped (already done)' in capsys.readouterr().out
-    for name in ('b_photo_lan.png', 'c_fotó ü_lan.png'):
+    for name in ('b_photo_lan+full.png', 'c_fotó ü_lan+full.png'):
         assert (out / name).read_bytes() == (tmp_path / 'whole' / name).read_bytes()
     # other settings, a --compare image not made before, a changed input or --overwrite: redone
     for extra in (['--steps', '1'], ['--steps', '1', '--compare'], ['--steps', '1', '--compare', '--overwrite']):
@@ -109,7 +109,7 @@ def test_interrupted_run_continues_where_it_stopped(photos, tmp_path, monkeypatc
     assert main(['-i', str(photos / 'b_photo.png'), '-o', str(out), '--steps', '1']) == 0
     assert 'lan-denoise: 1 done, 0 failed, 0 skipped' in capsys.readouterr().out
     with open(out / '.lan-denoise.json', encoding='utf-8') as f:
-        assert set(json.load(f)['outputs']) == {'b_photo_lan.png', 'c_fotó ü_lan.png'}
+        assert set(json.load(f)['outputs']) == {'b_photo_lan+full.png', 'c_fotó ü_lan+full.png'}
 
 
 def test_method_none_is_the_pretrained_network_and_tiles_change_nothing(photos, tmp_path):
@@ -165,11 +165,11 @@ def test_automatic_tiles_count_the_pixel_banks_memory(photos, tmp_path, monkeypa
 
 def test_compare_image(photos, tmp_path):
     assert main(['-i', str(photos / 'b_photo.png'), '-o', str(tmp_path), '--compare', *STEPS]) == 0
-    strip = cv2.imread(str(tmp_path / 'b_photo_lan_compare.png'))
+    strip = cv2.imread(str(tmp_path / 'b_photo_lan+full_compare.png'))
     assert strip.shape == (20 + 24, 3 * 32, 3)  # a 20-px label band over noisy | pretrained | adapted
     noisy = cv2.imread(str(photos / 'b_photo.png'))
     assert np.array_equal(strip[20:, :32], noisy)
-    assert np.array_equal(strip[20:, 64:], cv2.imread(str(tmp_path / 'b_photo_lan.png')))
+    assert np.array_equal(strip[20:, 64:], cv2.imread(str(tmp_path / 'b_photo_lan+full.png')))
     assert not np.array_equal(strip[20:, 32:64], strip[20:, 64:])
     # the pretrained panel is the pretrained network's, also after a photo that adapted the weights
     photos2 = [str(photos / 'b_photo.png'), str(photos / 'c_fotó ü.jpg')]
@@ -184,7 +184,10 @@ def test_network_choices(photos, tmp_path, monkeypatch):
     from lan_basicsr import embedded
     monkeypatch.setattr(embedded, 'DEFAULT_REAL_PHOTO_MODEL', 'dncnn_gaussian_meta')
     model, method, weights, _ = denoise.build_model(denoise.build_arg_parser().parse_args(['-i', 'x']), str(tmp_path))
-    assert weights == embedded.embedded_model('dncnn_gaussian_meta')[0] and method == 'lan'
+    assert weights == embedded.embedded_model('dncnn_gaussian_meta')[0] and method == 'lan+full'
+    # the defaults: the input offset and all weights, the pixel-bank loss (docs/selection.md, held-out PolyU tiles)
+    assert type(model.adapter).__name__ == 'OffsetAndWeights' and model.adapter.combined['weights'] == 'FullTrainable'
+    assert type(model.loss_fn).__name__ == 'PixelBankLoss' and model.steps == 20
     torch.manual_seed(0)
     from lan_basicsr.archs.dncnn_arch import DnCNN
     ckpt = str(tmp_path / 'tiny.pth')
@@ -226,9 +229,9 @@ def test_grey_network_gives_grey_photos(photos, tmp_path):
     torch.save({'params': DnCNN(1, 1, 4, 3, 'R').state_dict()}, ckpt)
     arch = ['--arch', 'DnCNN', '--weights', ckpt, '--arch-opt', 'in_nc=1', 'out_nc=1', 'nc=4', 'nb=3', 'act_mode=R']
     assert main(['-i', str(photos / 'b_photo.png'), '-o', str(tmp_path), '--compare', *arch, *STEPS]) == 0
-    out = cv2.imread(str(tmp_path / 'b_photo_lan.png'), cv2.IMREAD_UNCHANGED)
+    out = cv2.imread(str(tmp_path / 'b_photo_lan+full.png'), cv2.IMREAD_UNCHANGED)
     assert out.shape == (24, 32)
-    strip = cv2.imread(str(tmp_path / 'b_photo_lan_compare.png'), cv2.IMREAD_UNCHANGED)
+    strip = cv2.imread(str(tmp_path / 'b_photo_lan+full_compare.png'), cv2.IMREAD_UNCHANGED)
     grey = cv2.cvtColor(cv2.imread(str(photos / 'b_photo.png')), cv2.COLOR_BGR2GRAY)
     assert strip.shape == (44, 96) and np.array_equal(strip[20:, :32], grey)
 
