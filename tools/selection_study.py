@@ -77,6 +77,13 @@ def parse_args(argv=None):
     tab.add_argument('--rule', required=True, metavar='YAML', help='the rule, as in --rules')
     tab.add_argument('--lan', default='lan_zsn2n', help='the variant the goals compare with as "LAN"')
     tab.add_argument('--labels', nargs='+', default=[], metavar='VARIANT=LABEL', help='row labels')
+    tab.add_argument(
+        '--ours',
+        nargs='+',
+        default=['across'],
+        metavar='ROW',
+        help='rows whose goals are printed: across (the rule across variants), a variant (its last step) or '
+        'VARIANT:selected (its choice by the rule)')
     tab.add_argument('--out', help='also write the table (markdown) here')
     return parser.parse_args(argv)
 
@@ -405,6 +412,21 @@ def study_tables(data, rule, labels=None):
     return tables
 
 
+def _row_label(tables, ours):
+    """The row label (or kind) of a ``--ours`` choice: ``across``, a variant (its last step) or ``VARIANT:selected``."""
+    from lan_basicsr.utils.errors import OptionError
+    if ours == 'across':
+        return ours
+    variant, _, kind = ours.partition(':')
+    kind = kind or 'last'
+    for _, rows, _ in tables.values():
+        for row in rows:
+            if row.kind == kind and row.runs and row.runs[0] == variant:
+                return row.label
+    known = sorted({row.runs[0] for _, rows, _ in tables.values() for row in rows if row.kind == 'last'})
+    raise OptionError(f'--ours {ours}: expected across, a recorded variant ({", ".join(known)}) or VARIANT:selected')
+
+
 def table(args):
     import warnings
 
@@ -418,13 +440,15 @@ def table(args):
         warnings.simplefilter('ignore', RuntimeWarning)  # the study records no SSIM: its column stays empty
         text = selection_markdown(tables, title=f'{osp.basename(args.csv)}, rule {_label(yaml.safe_load(args.rule))}')
     lines = [
-        text, '| dataset | mean vs step 0 | share > 0.05 dB below step 0 | vs best single | vs LAN |',
-        '|---|---|---|---|---|'
+        text, '| dataset | row | mean vs step 0 | share > 0.05 dB below step 0 | vs best single | vs LAN |',
+        '|---|---|---|---|---|---|'
     ]
-    for dataset, g in goals(tables, 'across', lan=lan).items():
-        vs_lan = '' if g['vs_lan'] is None else f'{g["vs_lan"]:+.2f}'
-        lines.append(f'| {dataset} | {g["mean_vs_step0"]:+.2f} | {g["share_below_tol"]:.0%} | '
-                     f'{g["vs_best_single"]:+.2f} | {vs_lan} |')
+    for ours in args.ours:
+        label = _row_label(tables, ours)
+        for dataset, g in goals(tables, label, lan=lan).items():
+            vs_lan = '' if g['vs_lan'] is None else f'{g["vs_lan"]:+.2f}'
+            lines.append(f'| {dataset} | {ours} | {g["mean_vs_step0"]:+.2f} | {g["share_below_tol"]:.0%} | '
+                         f'{g["vs_best_single"]:+.2f} | {vs_lan} |')
     text = '\n'.join(lines)
     print(text)
     if args.out:

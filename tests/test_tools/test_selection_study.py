@@ -100,7 +100,16 @@ def test_table_rows_and_the_choice_across_variants(tool, tmp_path, capsys):
         assert rows[7].psnr[j] == expected and rows[7].runs[j] == ('slow' if s_slow <= s_fast else 'fast')
     tool.main(['table', out, '--rule', '{sure: null, guard: [3]}', '--lan', 'slow'])
     text = capsys.readouterr().out
-    assert '| rule across 2 methods |' in text and '| toy | ' in text.split('vs LAN |')[1]
+    assert '| rule across 2 methods |' in text and '| toy | across | ' in text.split('vs LAN |')[1]
+    tool.main(['table', out, '--rule', '{sure: null, guard: [3]}', '--lan', 'slow', '--ours', 'fast', 'fast:selected'])
+    goals = capsys.readouterr().out.split('vs LAN |')[1].splitlines()[2:]
+    fast_gain = rows[3].psnr.mean() - rows[1].psnr.mean()
+    assert goals[0].startswith(f'| toy | fast | {fast_gain:+.2f} |') and goals[0].endswith(
+        f'| {rows[3].psnr.mean() - rows[2].psnr.mean():+.2f} |')
+    assert goals[1].startswith(f'| toy | fast:selected | {rows[6].psnr.mean() - rows[1].psnr.mean():+.2f} |')
+    from lan_basicsr.utils.errors import OptionError
+    with pytest.raises(OptionError, match=r'--ours nope: expected across, a recorded variant \(fast, slow\)'):
+        tool.main(['table', out, '--rule', '{sure: null, guard: [3]}', '--ours', 'nope'])
     import shutil
     other = shutil.copy(out, osp.join(root, 'other.csv'))
     both = tool._load([out, other])  # two files with the same variant names stay apart
