@@ -73,7 +73,6 @@ SIXTEEN_BIT = ('png', 'tif', 'tiff')
 MANIFEST = '.lan-denoise.json'
 DEFAULT_OUTPUT = 'denoised'
 DEFAULT_STEPS = 20
-IMAGE_BYTES_PER_PIXEL = 150  # the loop's image-sized tensors (choose_tile's default; 140 measured, LAN + ZS-N2N)
 
 
 def build_arg_parser():
@@ -340,10 +339,11 @@ def network_source(args):
 
 def method_of(adapt):
     """The --method name of an ``adapt`` section (lan when its adapter has none)."""
+    from lan_basicsr.adapters.combined_adapter import COMBINED_DEFAULTS
     for name, settings in METHODS.items():
         if settings and settings['type'] == adapt.get('type'):
             if 'combined' not in settings or settings['combined']['weights'] == (adapt.get('combined') or {}).get(
-                    'weights', 'LastLayer'):
+                    'weights', COMBINED_DEFAULTS['weights']):
                 return name
     return 'lan'
 
@@ -488,7 +488,7 @@ def _seed_index(name):
 
 def denoise_photo(model, path, out_path, args, method, tile, budget, bpp, step_bar):
     """Adapt to one photo and write its output (and comparison); returns the written file names and a note."""
-    from lan_basicsr.models.tiling import choose_tile
+    from lan_basicsr.models.tiling import IMAGE_BYTES_PER_PIXEL, choose_tile
     img, bits = read_photo(path, model.photo_color)
     h, w = img.shape[:2]
     lq = torch.from_numpy(img.transpose(2, 0, 1).copy()).unsqueeze(0)

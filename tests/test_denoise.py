@@ -160,7 +160,7 @@ def test_automatic_tiles_count_the_pixel_banks_memory(photos, tmp_path, monkeypa
     photo = str(photos / 'b_photo.png')
     for loss in ('zsn2n', 'bank'):
         assert main(['-i', photo, '-o', str(tmp_path / loss), '--loss', loss, *STEPS]) == 0
-    assert seen == [denoise.IMAGE_BYTES_PER_PIXEL, denoise.IMAGE_BYTES_PER_PIXEL + 72]
+    assert seen == [tiling.IMAGE_BYTES_PER_PIXEL, tiling.IMAGE_BYTES_PER_PIXEL + 72]
 
 
 def test_compare_image(photos, tmp_path):

@@ -412,17 +412,21 @@ def study_tables(data, rule, labels=None):
     return tables
 
 
+def _variant_label(tables, variant, kind='last'):
+    """The label of ``variant``'s row of this ``kind`` (``last``: its last step; ``selected``), None if it has none."""
+    return next((row.label for _, rows, _ in tables.values()
+                 for row in rows if row.kind == kind and row.runs and row.runs[0] == variant), None)
+
+
 def _row_label(tables, ours):
     """The row label (or kind) of a ``--ours`` choice: ``across``, a variant (its last step) or ``VARIANT:selected``."""
     from lan_basicsr.utils.errors import OptionError
     if ours == 'across':
         return ours
     variant, _, kind = ours.partition(':')
-    kind = kind or 'last'
-    for _, rows, _ in tables.values():
-        for row in rows:
-            if row.kind == kind and row.runs and row.runs[0] == variant:
-                return row.label
+    label = _variant_label(tables, variant, kind or 'last')
+    if label is not None:
+        return label
     known = sorted({row.runs[0] for _, rows, _ in tables.values() for row in rows if row.kind == 'last'})
     raise OptionError(f'--ours {ours}: expected across, a recorded variant ({", ".join(known)}) or VARIANT:selected')
 
@@ -434,8 +438,7 @@ def table(args):
     data = _load([args.csv])
     labels = dict(x.split('=', 1) for x in args.labels)
     tables = study_tables(data, yaml.safe_load(args.rule), labels)
-    lan = next((row.label for _, rows, _ in tables.values()
-                for row in rows if row.kind == 'last' and row.runs and row.runs[0] == args.lan), None)
+    lan = _variant_label(tables, args.lan)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # the study records no SSIM: its column stays empty
         text = selection_markdown(tables, title=f'{osp.basename(args.csv)}, rule {_label(yaml.safe_load(args.rule))}')

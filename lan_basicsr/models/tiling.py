@@ -40,12 +40,13 @@ from lan_basicsr.utils.errors import OptionError
 
 __all__ = [
     'TiledNetwork', 'tile_windows', 'receptive_radius', 'auto_pad', 'build_tiled', 'activation_bytes_per_pixel',
-    'choose_tile', 'GLOBAL_PAD', 'TILE_MULTIPLE', 'WORKING_FACTOR'
+    'choose_tile', 'GLOBAL_PAD', 'TILE_MULTIPLE', 'WORKING_FACTOR', 'IMAGE_BYTES_PER_PIXEL'
 ]
 
 GLOBAL_PAD = 32  # context for networks whose receptive field is the whole image (HAT's tile_pad default)
 TILE_MULTIPLE = 8  # automatic tile sizes and pads are multiples of 8 (Restormer's down-sampling factor)
 WORKING_FACTOR = 2.2  # peak memory of a window / the tensors autograd saves in it (measured, embedded DnCNN, CPU)
+IMAGE_BYTES_PER_PIXEL = 150  # the loop's image-sized tensors per pixel (140 measured, LAN + ZS-N2N; choose_tile)
 
 
 def tile_windows(length, size, pad):
@@ -250,7 +251,14 @@ def activation_bytes_per_pixel(net, probe_size=128, channels=None):
     return WORKING_FACTOR * (sum(storages.values()) + 2 * y.numel() * y.element_size()) / probe_size**2
 
 
-def choose_tile(height, width, bytes_per_pixel, budget, pad, image_bytes_per_pixel=150, max_size=512, min_size=64):
+def choose_tile(height,
+                width,
+                bytes_per_pixel,
+                budget,
+                pad,
+                image_bytes_per_pixel=IMAGE_BYTES_PER_PIXEL,
+                max_size=512,
+                min_size=64):
     """Tile size for adapting an ``height`` x ``width`` image within ``budget`` bytes; None = no tiling needed.
 
     The image-sized tensors of the loop (about ``image_bytes_per_pixel`` per pixel: y, φ, its Adam moments, tanh φ,

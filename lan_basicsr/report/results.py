@@ -17,6 +17,7 @@ from os import path as osp
 import numpy as np
 from basicsr.utils import get_root_logger
 
+from lan_basicsr.adapters.combined_adapter import COMBINED_DEFAULTS
 from lan_basicsr.models.selection import is_last
 from lan_basicsr.models.step_store import read_inputs_csv, read_selected_csv, read_step_csv
 from lan_basicsr.utils.errors import DataError, OptionError
@@ -55,7 +56,7 @@ def method_label(settings):
         return 'Meta-learning'
     label = METHOD_LABELS.get(kind, str(kind))
     if kind == 'OffsetAndWeights':  # which weights train beside the offset (adapt.combined.weights)
-        weights = (adapt.get('combined') or {}).get('weights') or 'LastLayer'
+        weights = (adapt.get('combined') or {}).get('weights') or COMBINED_DEFAULTS['weights']
         label += f' ({COMBINED_WEIGHTS_LABELS.get(weights, weights)})'
     if adapt.get('init_path'):
         label += f' (from {osp.basename(str(files.get("adapt.init_path") or adapt["init_path"]))})'
