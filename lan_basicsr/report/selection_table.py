@@ -146,9 +146,13 @@ def selection_rows(results, every=None, labels=None, split=None):
 
 
 def split_rows(dataset, images, rows, reference, split):
-    """The tables of ``dataset``'s rows restricted to each group of ``split`` (image name -> group), in order."""
+    """The tables of ``dataset``'s rows restricted to each group of ``split`` (image name -> group), in order; none
+    when the dataset holds one group only (its own table is that group's)."""
     out = OrderedDict()
-    for group in dict.fromkeys(split(i) for i in images):
+    groups = list(dict.fromkeys(split(i) for i in images))
+    if len(groups) < 2:
+        return out
+    for group in groups:
         idx = [k for k, i in enumerate(images) if split(i) == group]
         part = [
             SelectionRow(r.label, r.kind, r.psnr[idx], r.ssim[idx],

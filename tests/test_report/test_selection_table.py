@@ -127,3 +127,5 @@ def test_split_tables_hold_each_group_of_images(runs):
         for whole, sub in zip(rows, part):
             assert np.array_equal(sub.psnr, whole.psnr[start::2]) and sub.label == whole.label
             assert sub.runs is None or sub.runs == whole.runs[start::2]
+    # a dataset of one group (e.g. one PolyU camera) is not repeated as its own split table
+    assert list(selection_rows([runs['lan'], runs['full']], split=lambda image: 'all')) == ['toy']
