@@ -57,7 +57,13 @@ def test_polyu_cross_tables_list_every_method_and_loss():
     for arch in ('restormer', 'uformer'):
         opt = load_config(osp.join(ROOT, 'options', f'table_{arch}_polyu_cross.yml'))
         assert opt['network_g']['type'].lower() == arch and len(table_runs(opt, arch)) == 11
-        assert opt['datasets']['test_2']['meta_info_file'] == 'datasets/PolyU_unseen/meta_info_SonyA7II_every4.txt'
+        # every 12th tile per camera: a subset of the DnCNN table's every 4th, the rest of the test set unchanged
+        assert [opt['datasets'][k]['meta_info_file'] for k in ('test_1', 'test_2')] == [
+            'datasets/PolyU_unseen/meta_info_Canon80D_every12.txt',
+            'datasets/PolyU_unseen/meta_info_SonyA7II_every12.txt'
+        ]
+        assert {k: {**v, 'meta_info_file': None} for k, v in opt['datasets'].items()} == \
+            {k: {**v, 'meta_info_file': None} for k, v in camera['datasets'].items()}
 
 
 def test_embedded_model_entries():

@@ -2,7 +2,7 @@
 #        python tools/prepare_polyu.py --src ../shared/datasets/PolyU --dst datasets/PolyU_cropped --cropped
 #    The cross-camera protocol (docs/real_noise.md): test tiles of the unseen cameras, training LMDB of the others
 #        python tools/prepare_polyu.py --src ../shared/datasets/PolyU --dst datasets/PolyU_unseen \
-#            --cameras Canon80D SonyA7II --every 4
+#            --cameras Canon80D SonyA7II --every 4 12
 #        python tools/prepare_polyu.py --src ../shared/datasets/PolyU --dst datasets/PolyU_seen \
 #            --cameras Canon5D2 Nikon800 --format lmdb --val-per-camera 1
 """PolyU (Xu et al. 2018) -> ``dst/lq`` (noisy) and ``dst/gt`` (clean) PNG folders, the official LAN protocol.
@@ -14,9 +14,10 @@ dropped), row-major from 0, ``{scene}_{index:04d}.png``. The test options then t
 
 ``--cameras``: only these cameras' scenes (the camera is the scene name's first token; ``Nikon_800_carbi`` is a
 Nikon800 scene), with ``meta_info_{camera}.txt`` tile lists beside lq/ and gt/ (``--every k``: also every k-th tile
-of each camera, ``meta_info_{camera}_every{k}.txt``). ``--format lmdb``: ``dst/lq.lmdb`` and ``dst/gt.lmdb`` (BasicSR
-LmdbMaker) instead of PNG folders. ``--val-per-camera N`` / ``--val-scenes``: hold whole scenes out for validation
-(the first N of each camera in name order): ``dst/train/...`` and ``dst/val/{lq,gt}`` (PNG), no scene in both.
+of each camera, ``meta_info_{camera}_every{k}.txt``; several k at once: ``--every 4 12``). ``--format lmdb``:
+``dst/lq.lmdb`` and ``dst/gt.lmdb`` (BasicSR LmdbMaker) instead of PNG folders. ``--val-per-camera N`` /
+``--val-scenes``: hold whole scenes out for validation (the first N of each camera in name order): ``dst/train/...``
+and ``dst/val/{lq,gt}`` (PNG), no scene in both.
 """
 import argparse
 import time
@@ -54,13 +55,18 @@ def parse_args(argv=None):
         help='hold out the first N scenes of each camera (name order) as dst/val (PNG); the rest goes to dst/train')
     parser.add_argument('--val-scenes', nargs='+', default=[], metavar='SCENE', help='hold out these scenes too')
     parser.add_argument(
-        '--every', type=int, default=None, metavar='K', help='also list every K-th tile per camera (with --cameras)')
+        '--every',
+        type=int,
+        nargs='+',
+        default=None,
+        metavar='K',
+        help='also list every K-th tile per camera, for each K given (with --cameras)')
     parser.add_argument('--workers', type=int, default=4, help='worker processes (default: 4; 1 = serial)')
     parser.add_argument('--compress-level', type=int, default=1, help='PNG compression 0-9 (default: 1)')
     parser.add_argument('--no-progress', action='store_true', help='no progress bar')
     add_debug_argument(parser)
     args = parser.parse_args(argv)
-    if args.val_per_camera < 0 or (args.every is not None and args.every < 1):
+    if args.val_per_camera < 0 or (args.every is not None and min(args.every) < 1):
         parser.error('--val-per-camera must be >= 0 and --every >= 1')
     if args.every and not args.cameras:
         parser.error('--every lists tiles per camera: give --cameras')

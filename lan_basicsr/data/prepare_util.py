@@ -246,11 +246,14 @@ def tile_scene(name):
 
 
 def write_camera_lists(folder, every=None):
-    """Write ``meta_info_{camera}.txt`` (and ``meta_info_{camera}_every{k}.txt``: tiles 0, k, 2k, ... of each camera
-    in name order) beside ``folder/gt``, listing the tile file names one per line (BasicSR's ``meta_info_file``).
+    """Write ``meta_info_{camera}.txt`` (and for each k of ``every``, an int or a list of them,
+    ``meta_info_{camera}_every{k}.txt``: tiles 0, k, 2k, ... of each camera in name order) beside ``folder/gt``,
+    listing the tile file names one per line (BasicSR's ``meta_info_file``).
 
-    Returns ``{file name: number of tiles}``. The subset rule reads names only, so every method gets the same tiles.
+    Returns ``{file name: number of tiles}``. The subset rule reads names only, so every method gets the same tiles,
+    and the every-k list is a subset of the every-j one whenever j divides k.
     """
+    steps = [every] if isinstance(every, int) else list(every or [])
     by_camera = {}
     for name in sorted(os.listdir(osp.join(folder, 'gt'))):
         if name.lower().endswith(IMG_EXTENSIONS):
@@ -258,8 +261,9 @@ def write_camera_lists(folder, every=None):
     written = {}
     for camera, names in sorted(by_camera.items()):
         lists = {f'meta_info_{camera}.txt': names}
-        if every and every > 1:
-            lists[f'meta_info_{camera}_every{every}.txt'] = names[::every]
+        for k in sorted(set(steps)):
+            if k > 1:
+                lists[f'meta_info_{camera}_every{k}.txt'] = names[::k]
         for file_name, chosen in lists.items():
             with open(osp.join(folder, file_name), 'w', encoding='utf-8') as f:
                 f.write(''.join(f'{n}\n' for n in chosen))

@@ -177,9 +177,9 @@ def test_cross_camera_splits(tmp_path, capsys):
     src = make_cross_tree(str(tmp_path / 'PolyU'))
     tool = load_tool('prepare_polyu')
     common = ['--src', src, '--tile-size', '32', '--workers', '1', '--no-progress']
-    # unseen cameras: PNG tiles plus per-camera lists, every 2nd tile of each camera
+    # unseen cameras: PNG tiles plus per-camera lists, every 2nd and every 4th tile of each camera
     test_dst = tmp_path / 'unseen'
-    summary = tool.main(common + ['--dst', str(test_dst), '--cameras', 'Canon80D', 'sonya7ii', '--every', '2'])
+    summary = tool.main(common + ['--dst', str(test_dst), '--cameras', 'Canon80D', 'sonya7ii', '--every', '2', '4'])
     test_tiles = tiles(['Canon80D_GO', 'SonyA7II_book', 'SonyA7II_class'])
     assert (summary.pairs, summary.outputs) == (3, 18)
     assert sorted(os.listdir(test_dst / 'lq')) == sorted(os.listdir(test_dst / 'gt')) == test_tiles
@@ -187,7 +187,11 @@ def test_cross_camera_splits(tmp_path, capsys):
     assert (test_dst / 'meta_info_Canon80D.txt').read_text().split() == tiles(['Canon80D_GO'])
     assert (test_dst / 'meta_info_SonyA7II_every2.txt').read_text().split() == \
         tiles(['SonyA7II_book', 'SonyA7II_class'])[::2]
-    assert 'meta_info_Canon80D_every2.txt (3)' in capsys.readouterr().out
+    every4 = (test_dst / 'meta_info_SonyA7II_every4.txt').read_text().split()
+    assert every4 == tiles(['SonyA7II_book', 'SonyA7II_class'])[::4] and len(every4) == 3
+    assert set(every4) <= set((test_dst / 'meta_info_SonyA7II_every2.txt').read_text().split())
+    out = capsys.readouterr().out
+    assert 'meta_info_Canon80D_every2.txt (3)' in out and 'meta_info_Canon80D_every4.txt (2)' in out
     # seen cameras: training LMDB and held-out validation scenes (the first of each camera in name order)
     seen_dst = tmp_path / 'seen'
     splits = tool.main(
