@@ -246,14 +246,13 @@ def tile_scene(name):
 
 
 def write_camera_lists(folder, every=None):
-    """Write ``meta_info_{camera}.txt`` (and for each k of ``every``, an int or a list of them,
+    """Write ``meta_info_{camera}.txt`` (and for each k of the sequence ``every``,
     ``meta_info_{camera}_every{k}.txt``: tiles 0, k, 2k, ... of each camera in name order) beside ``folder/gt``,
     listing the tile file names one per line (BasicSR's ``meta_info_file``).
 
     Returns ``{file name: number of tiles}``. The subset rule reads names only, so every method gets the same tiles,
     and the every-k list is a subset of the every-j one whenever j divides k.
     """
-    steps = [every] if isinstance(every, int) else list(every or [])
     by_camera = {}
     for name in sorted(os.listdir(osp.join(folder, 'gt'))):
         if name.lower().endswith(IMG_EXTENSIONS):
@@ -261,7 +260,7 @@ def write_camera_lists(folder, every=None):
     written = {}
     for camera, names in sorted(by_camera.items()):
         lists = {f'meta_info_{camera}.txt': names}
-        for k in sorted(set(steps)):
+        for k in sorted(set(every or ())):
             if k > 1:
                 lists[f'meta_info_{camera}_every{k}.txt'] = names[::k]
         for file_name, chosen in lists.items():
