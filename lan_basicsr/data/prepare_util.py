@@ -71,6 +71,18 @@ def _write_png(path, img, compress_level):
         f.write(encode_png(img, compress_level))
 
 
+def _read_pair(noisy_path, clean_path):
+    """``('ok', (noisy, clean))``, or ``('unreadable' | 'mismatched', reason)`` for the workers' reports."""
+    try:
+        noisy, clean = read_raw(noisy_path), read_raw(clean_path)
+    except DataError as e:
+        return 'unreadable', str(e)
+    if noisy.shape != clean.shape:
+        return 'mismatched', (f'{noisy_path} is {noisy.shape[0]}x{noisy.shape[1]}, {clean_path} is '
+                              f'{clean.shape[0]}x{clean.shape[1]}')
+    return 'ok', (noisy, clean)
+
+
 def _shape3(img):
     return img.shape if img.ndim == 3 else (*img.shape, 1)
 
@@ -274,13 +286,10 @@ def write_camera_lists(folder, every=None):
 def _tile_pair(job):
     """Worker: tile (or copy) one pair into lq/ and gt/; returns (status, scene, count or reason)."""
     scene, noisy_path, clean_path, size, lq_dir, gt_dir, level = job
-    try:
-        noisy, clean = read_raw(noisy_path), read_raw(clean_path)
-    except DataError as e:
-        return 'unreadable', scene, str(e)
-    if noisy.shape != clean.shape:
-        return 'mismatched', scene, (f'{noisy_path} is {noisy.shape[0]}x{noisy.shape[1]}, {clean_path} is '
-                                     f'{clean.shape[0]}x{clean.shape[1]}')
+    status, pair = _read_pair(noisy_path, clean_path)
+    if status != 'ok':
+        return status, scene, pair
+    noisy, clean = pair
     if not size:
         _write_png(osp.join(lq_dir, f'{scene}.png'), noisy, level)
         _write_png(osp.join(gt_dir, f'{scene}.png'), clean, level)
@@ -357,13 +366,10 @@ def scan_sidd(src):
 def _crop_pair(job):
     """Worker: PNG bytes of the crops of one pair; returns (status, stem, [(key, lq, gt, shape)] or reason)."""
     stem, noisy_path, gt_path, size, step, level, key_fmt, first = job
-    try:
-        noisy, gt = read_raw(noisy_path), read_raw(gt_path)
-    except DataError as e:
-        return 'unreadable', stem, str(e)
-    if noisy.shape != gt.shape:
-        return 'mismatched', stem, (f'{noisy_path} is {noisy.shape[0]}x{noisy.shape[1]}, {gt_path} is '
-                                    f'{gt.shape[0]}x{gt.shape[1]}')
+    status, pair = _read_pair(noisy_path, gt_path)
+    if status != 'ok':
+        return status, stem, pair
+    noisy, gt = pair
     crops = []
     for index, (top, left) in enumerate(crop_boxes(noisy.shape[0], noisy.shape[1], size, step), first):
         lq_crop, gt_crop = noisy[top:top + size, left:left + size], gt[top:top + size, left:left + size]
