@@ -88,8 +88,10 @@ def main(argv=None):
         torchrun_args,
         capture=False,
         log=lambda line: print(line, flush=True))
+    run_seconds = sum(d['seconds'] for d in done)
     print(
-        f'runs: {time.time() - start:.0f} s this call, {sum(d["seconds"] for d in done):.0f} s of runs in all',
+        f'runs: {time.time() - start:.0f} s this call; its {len(done)} runs took {run_seconds:.0f} s (a reused run its '
+        'first time)',
         flush=True)
     everything = table_runs(opt, name)  # the report covers every finished run of the table, not only this call's
     with job_folder(osp.join(results, name), {}):  # the table's own files: one writer at a time
