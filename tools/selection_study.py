@@ -46,6 +46,12 @@ SURE_RULES = [  # ResidualSURE (added with the camera-noise tuning sets, before 
     '{sure: null}', '{sure: null, blend: false}', '{sure: null, guard: [4]}', '{sure: null, guard: [8]}',
     '{sure: null, blend: false, guard: [8]}', '{sure: 8}', '{sure: 8, guard: [8]}'
 ]
+# The third study (declared 2026-12-08, before its tuning tiles were recorded): step 0 or the last step only, no blend;
+# the last step is kept when every listed score prefers it to step 0 by at least ``margin`` x the score's noise scale
+ENDS_SCORES = [['sure'], ['sure8'], ['c2'], ['c3'], ['c4'], ['c5'], ['c8'], ['sure', 'c8'], ['sure', 'c4'],
+               ['c2', 'c8'], ['c4', 'c8'], ['c2', 'c4', 'c8'], ['sure', 'c4', 'c8']]
+ENDS_RULES = [f'{{ends: [{", ".join(s)}], margin: {m}}}' for s in ENDS_SCORES for m in (0, 0.02, 0.05)]
+STUDY_RULES = {1: DEFAULT_RULES, 2: DEFAULT_RULES + SURE_RULES, 3: DEFAULT_RULES + SURE_RULES + ENDS_RULES}
 
 
 def parse_args(argv=None):
@@ -63,15 +69,23 @@ def parse_args(argv=None):
     ana.add_argument(
         '--rules',
         nargs='+',
-        default=DEFAULT_RULES + SURE_RULES,
         metavar='YAML',
-        help='{cell: [..], blend: ..} or {sure: null | block, blend: .., guard: [..]}')
+        help='{cell: [..], blend: ..}, {sure: null | block, blend: .., guard: [..]} or {ends: [..], margin: ..}; '
+        'default: the --study\'s candidates')
     ana.add_argument('--out', help='also write the table (markdown) here')
     pick = sub.add_parser('pick', help='print the --cfg-options of the rule the declared criterion picks')
     pick.add_argument('csv', nargs='+', help='files written by record')
-    pick.add_argument('--rules', nargs='+', default=DEFAULT_RULES + SURE_RULES, metavar='YAML', help='the candidates')
+    pick.add_argument('--rules', nargs='+', metavar='YAML', help='the candidates; default: the --study\'s')
     pick.add_argument('--tolerance', type=float, default=0.05, help='dB below step 0 that counts as worse')
     pick.add_argument('--share', type=float, default=0.05, help='largest share of images allowed below step 0')
+    for p in (ana, pick):
+        p.add_argument(
+            '--study',
+            type=int,
+            choices=sorted(STUDY_RULES),
+            default=2,
+            help='whose candidates --rules defaults to (1: sub-image rules, 2: and ResidualSURE, 3: and step 0 or the '
+            'last step only)')
     tab = sub.add_parser('table', help='the comparison table of one rule on one recorded set (PSNR only)')
     tab.add_argument('csv', help='a file written by record (one network, one set of images)')
     tab.add_argument('--rule', required=True, metavar='YAML', help='the rule, as in --rules')
@@ -244,8 +258,28 @@ def choose_sure(steps, probe='sure', blend=True, guard=()):
     return best[1], best[2], best[0]
 
 
+def _ends_value(r, name):
+    """An unblended score of recorded row ``r`` and its noise scale (``sure``/``sure8``: the residual's power; ``cN``:
+    the sub-image gap's power, what the noisy sub-image scores)."""
+    if name.startswith('sure'):
+        return r['power'] + 2 * (r[f'{name}_d'] - r['sure_T']), r['sure_T']
+    c = int(name[1:])
+    return _sub_score(r, c, 1.0), r[f'c{c}_gg']
+
+
+def choose_ends(steps, scores, margin=0.0):
+    """(step, 1, score): the last step if every score of ``scores`` (names: ``sure``, ``sure8``, ``c2`` ... ``c8``)
+    is lower there than at step 0 by at least ``margin`` x its noise scale, else step 0 (scores: the first name's)."""
+    first, last = steps[0], steps[-1]
+    keep = all(_ends_value(last, s)[0] + margin * _ends_value(first, s)[1] < _ends_value(first, s)[0] for s in scores)
+    chosen = last if keep else first
+    return chosen['step'], 1.0, _ends_value(chosen, scores[0])[0]
+
+
 def _rule_choice(steps, rule):
     """(step, α, score) of ``rule`` (a dict of the study's rule syntax) on one image's recorded rows."""
+    if 'ends' in rule:
+        return choose_ends(steps, [str(s) for s in rule['ends']], float(rule.get('margin', 0)))
     if 'sure' in rule:
         probe = 'sure' if rule['sure'] is None else f'sure{rule["sure"]}'
         return choose_sure(steps, probe, rule.get('blend', True), rule.get('guard', ()))
@@ -284,6 +318,8 @@ def _picked(images, rule):
 
 
 def _label(rule):
+    if 'ends' in rule:
+        return 'ends ' + '&'.join(map(str, rule['ends'])) + f' m{rule.get("margin", 0)}'
     if 'sure' in rule:
         return ('sure' + ('' if rule['sure'] is None else f'/b{rule["sure"]}') +
                 ('' if rule.get('blend', True) else ' nb') +
@@ -295,7 +331,7 @@ def _label(rule):
 def analyse(args):
     import numpy as np
     data = _load(args.csv)
-    rules = [yaml.safe_load(r) for r in args.rules]
+    rules = [yaml.safe_load(r) for r in args.rules or STUDY_RULES[args.study]]
     head = ['variant', 'dataset', 'n', 'noisy', 'step0', 'last', 'oracle'] + [_label(r) for r in rules]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     totals = {i: [] for i in range(len(rules))}
@@ -323,10 +359,11 @@ def analyse(args):
 def pick(args):
     """The declared criterion (synthetic data only): among the rules whose mean is not below step 0 on any
     (variant, noise) and that leave at most ``share`` of all images more than ``tolerance`` dB below step 0, the one
-    with the largest mean gain over step 0; if none qualifies, the one with the fewest such images."""
+    with the largest mean gain over step 0; if none qualifies, the one with the fewest such images (of those, the
+    largest mean gain; then the first listed)."""
     import numpy as np
     data = _load(args.csv)
-    rules = [yaml.safe_load(r) for r in args.rules]
+    rules = [yaml.safe_load(r) for r in args.rules or STUDY_RULES[args.study]]
     scored = []
     for rule in rules:
         drops, means = [], []
@@ -339,7 +376,7 @@ def pick(args):
         ok = min(means) >= 0 and np.mean(d < -args.tolerance) <= args.share
         scored.append((ok, float(d.mean()), -int(np.sum(d < -args.tolerance)), rule))
     qualified = [x for x in scored if x[0]]
-    best = max(qualified, key=lambda x: x[1]) if qualified else max(scored, key=lambda x: x[2])
+    best = max(qualified, key=lambda x: x[1]) if qualified else max(scored, key=lambda x: x[2:0:-1])
     rule = best[3]
     for ok, gain, worse, r in scored:
         print(
