@@ -268,12 +268,15 @@ def _ends_value(r, name):
 
 
 def choose_ends(steps, scores, margin=0.0):
-    """(step, 1, score): the last step if every score of ``scores`` (names: ``sure``, ``sure8``, ``c2`` ... ``c8``)
-    is lower there than at step 0 by at least ``margin`` x its noise scale, else step 0 (scores: the first name's)."""
+    """(step, 1, score) as ``{type: SubImageScore | ResidualSURE, blend: false, candidates: ends, margin: m}`` picks:
+    the last step if the first score of ``scores`` (names: ``sure``, ``sure8``, ``c2`` ... ``c8``) is lower there than
+    at step 0 by more than ``margin`` x its noise scale and every other (a guard) by at least as much, else step 0.
+    A later step's score includes the margin, as the rule reports it."""
     first, last = steps[0], steps[-1]
-    keep = all(_ends_value(last, s)[0] + margin * _ends_value(first, s)[1] < _ends_value(first, s)[0] for s in scores)
-    chosen = last if keep else first
-    return chosen['step'], 1.0, _ends_value(chosen, scores[0])[0]
+    handicapped = [_ends_value(last, s)[0] + margin * _ends_value(first, s)[1] for s in scores]
+    reference = [_ends_value(first, s)[0] for s in scores]
+    keep = handicapped[0] < reference[0] and all(h <= r for h, r in zip(handicapped[1:], reference[1:]))
+    return (last['step'], 1.0, handicapped[0]) if keep else (first['step'], 1.0, reference[0])
 
 
 def _rule_choice(steps, rule):
@@ -387,6 +390,16 @@ def pick(args):
 
 def rule_cfg_options(rule):
     """The ``--cfg-options`` that make ``adapt.select`` the study's ``rule``."""
+    if 'ends' in rule:
+        names = [str(s) for s in rule['ends']]
+        cells = [n[1:] for n in names if n.startswith('c')]
+        tail = [
+            'adapt.select.blend=False', 'adapt.select.candidates=ends', f'adapt.select.margin={rule.get("margin", 0)}'
+        ]
+        if names[0].startswith('sure'):
+            head = ['adapt.select.type=ResidualSURE'] + (['adapt.select.block=8'] if names[0] == 'sure8' else [])
+            return head + (['adapt.select.guard=[' + ','.join(cells) + ']'] if cells else []) + tail
+        return ['adapt.select.type=SubImageScore', 'adapt.select.cell=[' + ','.join(cells) + ']'] + tail
     if 'sure' in rule:
         cfg = ['adapt.select.type=ResidualSURE', f'adapt.select.blend={rule.get("blend", True)}']
         if rule['sure'] is not None:

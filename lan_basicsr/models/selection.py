@@ -102,6 +102,8 @@ class StepSelector:
     replayed.
     """
 
+    candidates = 'all'  # 'ends': only step 0 and the last step observed (set by the rules that offer it)
+
     def start(self, lq):
         """A new batch of noisy images ``lq`` (B,C,H,W)."""
         self.lq = lq.detach()
@@ -133,15 +135,22 @@ class StepSelector:
         score, alpha = self.score(run['state'], step, adapted_input, out, losses)
         score = torch.nan_to_num(score.detach().double(), nan=math.inf)
         alpha = alpha.detach().double()
-        best = run['best']
-        if best is None:
-            run['best'] = {'score': score, 'alpha': alpha, 'step': torch.full_like(score, step), 'output': out.clone()}
-            return
+        observed = {'score': score, 'alpha': alpha, 'step': torch.full_like(score, step), 'output': out.clone()}
+        if run['best'] is None:
+            run['best'] = observed
+        elif self.candidates == 'ends':  # the latest step stands in for the last until finish()
+            run['latest'] = observed
+        else:
+            self._keep_better(run['best'], observed)
+
+    @staticmethod
+    def _keep_better(best, observed):
+        """Per image, replace ``best`` by ``observed`` where its score is lower (ties keep the earlier step)."""
+        score = observed['score']
         better = score < best['score']
-        best['score'] = torch.where(better, score, best['score'])
-        best['alpha'] = torch.where(better, alpha, best['alpha'])
-        best['step'] = torch.where(better, torch.full_like(score, step), best['step'])
-        best['output'][better] = out[better]
+        for key in ('score', 'alpha', 'step'):
+            best[key] = torch.where(better, observed[key], best[key])
+        best['output'][better] = observed['output'][better]
 
     def finish(self, replayed=None):
         """One :class:`Selection` per image of the batch. A later pass (an image adapted again alone) replaces that
@@ -159,6 +168,9 @@ class StepSelector:
             for observation in run['pending']:
                 self._observe(run, *observation)
             runs[image] = (run, 0)
+        for run, _ in runs:
+            if run.get('latest') is not None:  # candidates 'ends': step 0 against the last step observed
+                self._keep_better(run['best'], run.pop('latest'))
         selections = []
         for run, i in runs:
             best = run['best']
@@ -212,14 +224,21 @@ class SubImageScore(StepSelector):
     does not reward fitting the training pairs. Costs two no-grad forwards of the network on 1/cell^2-size images per
     step and cell.
 
+    ``candidates: ends`` considers step 0 and the last step only; ``margin`` m makes every later step beat step 0 by
+    m x the cell's noise scale (the power of the noisy sub-image gap, ``mean((D2 y - D1 y)^2)``) on the ranking cell
+    and on every guard cell. With ``ends`` and ``blend: false`` the rule keeps the last step when every cell prefers
+    it to step 0 by the margin, else step 0 (docs/selection.md, the third study).
+
     Args:
         cell (int | list[int]): >= 2 each. Default: [2, 4].
         offset (int): first row/column of the cells, in [0, min(cell)). Default: 1.
         blend (bool): also choose α. Default: True.
         blend_cell (int | None): the cell whose score chooses α (one of ``cell``); None: the first.
+        candidates (str): ``all`` (every step) or ``ends`` (step 0 or the last step). Default: all.
+        margin (float): >= 0, in units of each cell's noise scale. Default: 0.
     """
 
-    def __init__(self, cell=(2, 4), offset=1, blend=True, blend_cell=None):
+    def __init__(self, cell=(2, 4), offset=1, blend=True, blend_cell=None, candidates='all', margin=0.0):
         cells = [cell] if isinstance(cell, int) else list(cell)
         if not cells or not all(isinstance(c, int) and not isinstance(c, bool) and c >= 2 for c in cells):
             raise ValueError(f'SubImageScore: cell must be an integer >= 2 or a list of them, got {cell!r}')
@@ -229,6 +248,7 @@ class SubImageScore(StepSelector):
             raise ValueError(f'SubImageScore: blend_cell {blend_cell!r} is not one of the cells {cells}')
         self.cells, self.offset, self.blend = cells, offset, bool(blend)
         self.blend_index = 0 if blend_cell is None else cells.index(blend_cell)
+        self.candidates, self.margin = _check_candidates('SubImageScore', candidates, margin)
         self.net = None
 
     def bind(self, net):
@@ -236,7 +256,8 @@ class SubImageScore(StepSelector):
         self.net = net
 
     def prepare(self, lq):
-        return {'pairs': _sub_image_pairs(lq, self.cells, self.offset, 'SubImageScore'), 'reference': None}
+        pairs = _sub_image_pairs(lq, self.cells, self.offset, 'SubImageScore')
+        return {'pairs': pairs, 'reference': None, 'margins': self.margin * torch.stack(_gap_powers(pairs))}
 
     def score(self, state, step, adapted_input, output, losses):
         terms = _sub_image_terms(self.net, adapted_input, state['pairs'], self.cells, self.offset, 'SubImageScore')
@@ -245,7 +266,8 @@ class SubImageScore(StepSelector):
         scores = torch.stack([_blend_score(alpha, *t) for t in terms])  # cells,B
         if state['reference'] is None:  # step 0 unblended: the guard's reference
             state['reference'] = torch.stack([_blend_score(ones, *t) for t in terms])
-        return _guarded(step, scores[0], alpha, scores[1:], state['reference'][0], state['reference'][1:])
+        return _guarded(step, scores[0], alpha, scores[1:], state['reference'][0], state['reference'][1:],
+                        state['margins'])
 
 
 def _sub_image_pairs(lq, cells, offset, rule):
@@ -275,14 +297,32 @@ def _sub_image_terms(net, adapted_input, pairs, cells, offset, rule):
     return terms
 
 
-def _guarded(step, score, alpha, guards, reference, guard_references):
+def _guarded(step, score, alpha, guards, reference, guard_references, margins=None):
     """``(score, α)`` after the guards: a candidate that a guard cell scores worse than the plain step-0 output is
     never chosen (its score becomes inf), except at step 0, which then falls back to the unblended step 0 (score
-    ``reference``), always allowed. ``guards`` / ``guard_references``: G,B (G may be 0)."""
+    ``reference``), always allowed. ``guards`` / ``guard_references``: G,B (G may be 0). ``margins`` (1+G,B, optional):
+    a handicap added to every later step's ranking score and guard scores, so that a step must beat step 0 by it."""
+    if step > 0 and margins is not None:
+        score, guards = score + margins[0], guards + margins[1:]
     fine = (guards <= guard_references).all(0)
     if step == 0:
         return torch.where(fine, score, reference), torch.where(fine, alpha, torch.ones_like(alpha))
     return torch.where(fine, score, torch.full_like(score, math.inf)), alpha
+
+
+def _check_candidates(rule, candidates, margin):
+    """Validate the ``candidates`` / ``margin`` arguments shared by the scoring rules."""
+    if candidates not in ('all', 'ends'):
+        raise ValueError(f'{rule}: candidates must be "all" (every step) or "ends" (step 0 or the last step), '
+                         f'got {candidates!r}')
+    if not (isinstance(margin, (int, float)) and not isinstance(margin, bool) and margin >= 0):
+        raise ValueError(f'{rule}: margin must be a number >= 0, got {margin!r}')
+    return candidates, float(margin)
+
+
+def _gap_powers(pairs):
+    """Per cell, the power of the noisy sub-image gap ``mean((D2 y - D1 y)^2)`` (B): the cell's noise scale."""
+    return [(d2 - d1).square().flatten(1).mean(1) for d1, d2 in pairs]
 
 
 def _blend_score(alpha, change, gap):
@@ -338,9 +378,13 @@ class ResidualSURE(StepSelector):
         guard (list[int]): sub-image cells that guard (none by default).
         offset (int): first row/column of the guard cells. Default: 1.
         seed (int): the sign field's seed (with ``block``). Default: 0.
+        candidates (str): ``all`` (every step) or ``ends`` (step 0 or the last step), as :class:`SubImageScore`'s.
+            Default: all.
+        margin (float): >= 0: every later step must beat step 0 by ``margin`` x the residual's power on the score
+            and by ``margin`` x each guard cell's noise scale there. Default: 0.
     """
 
-    def __init__(self, block=None, eps=0.1, blend=True, guard=(), offset=1, seed=0):
+    def __init__(self, block=None, eps=0.1, blend=True, guard=(), offset=1, seed=0, candidates='all', margin=0.0):
         cells = [guard] if isinstance(guard, int) else list(guard or [])
         if not (block is None or isinstance(block, int) and not isinstance(block, bool) and block >= 1):
             raise ValueError(f'ResidualSURE: block must be null or an integer >= 1, got {block!r}')
@@ -352,6 +396,7 @@ class ResidualSURE(StepSelector):
             raise ValueError(f'ResidualSURE: offset must be an integer in [0, {min(cells)}), got {offset!r}')
         self.block, self.eps, self.blend = block, float(eps), bool(blend)
         self.guard, self.offset, self.seed = cells, offset, seed
+        self.candidates, self.margin = _check_candidates('ResidualSURE', candidates, margin)
         self.net = None
 
     def bind(self, net):
@@ -382,13 +427,14 @@ class ResidualSURE(StepSelector):
         alpha = (-cross / power.clamp_min(1e-300)).clamp(0, 1) if self.blend else ones
         alpha = torch.where(power > 0, alpha, ones)
         score = alpha.square() * power + 2 * alpha * cross
+        margins = self.margin * torch.stack([state['noise_power']] + _gap_powers(state['pairs']))
         if not self.guard:
-            return score, alpha
+            return (score + margins[0] if step > 0 else score), alpha
         terms = _sub_image_terms(self.net, adapted_input, state['pairs'], self.guard, self.offset, 'ResidualSURE')
         guards = torch.stack([_blend_score(alpha, *t) for t in terms])
         if state['reference'] is None:
             state['reference'] = (power + 2 * cross, torch.stack([_blend_score(ones, *t) for t in terms]))
-        return _guarded(step, score, alpha, guards, *state['reference'])
+        return _guarded(step, score, alpha, guards, *state['reference'], margins)
 
 
 def block_signs(shape, block, seed):

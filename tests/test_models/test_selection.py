@@ -97,6 +97,34 @@ def test_the_coarse_cell_guards_against_what_the_fine_cell_likes():
     assert _observe(SubImageScore(cell=[2, 4], blend=False), lq, steps).step == 1
 
 
+def test_ends_weighs_step_0_against_the_last_step_only_and_the_margin_handicaps_it():
+    torch.manual_seed(0)
+    lq = torch.rand(1, 3, 16, 16)
+    d1, d2 = [d.double() for d in diagonal_pairs(lq, 2, 1)]
+    score = lambda v: float((((v - d2)**2).mean() + ((v - d1)**2).mean()) / 2)  # noqa: E731 (a constant output v)
+    # step 0: constant 0.9, the middle step: 0.5 (the best), the last: 0.6 (better than step 0, worse than the middle);
+    # the outputs are float32
+    steps = [(Constant(v), lq * 0 + v) for v in (0.9, 0.5, 0.6)]
+    assert _observe(SubImageScore(cell=2, blend=False), lq, steps).step == 1
+    ends = _observe(SubImageScore(cell=2, blend=False, candidates='ends'), lq, steps)
+    assert ends.step == 2 and ends.score == pytest.approx(score(0.6), rel=1e-6)
+    assert torch.allclose(ends.output, torch.full_like(lq, 0.6))
+    noise = float(((d2 - d1)**2).mean())  # the cell's noise scale
+    gain = (score(0.9) - score(0.6)) / noise  # what the last step gains, in that scale
+    kept = _observe(SubImageScore(cell=2, blend=False, candidates='ends', margin=0.9 * gain), lq, steps)
+    assert kept.step == 2 and kept.score == pytest.approx(score(0.6) + 0.9 * gain * noise, rel=1e-6)
+    assert _observe(SubImageScore(cell=2, blend=False, candidates='ends', margin=1.1 * gain), lq, steps).step == 0
+    # ResidualSURE: the margin is in units of the step-0 residual's power, and guard cells get theirs
+    sure = ResidualSURE(blend=False, candidates='ends', margin=0.0, guard=[2])
+    assert _observe(sure, lq, steps).step == 2
+    assert _observe(ResidualSURE(blend=False, candidates='ends', margin=1.1 * gain, guard=[2]), lq, steps).step == 0
+    for bad, match in [({'candidates': 'some'}, 'candidates must be "all"'), ({'margin': -1}, 'margin must be')]:
+        with pytest.raises(ValueError, match=match):
+            SubImageScore(**bad)
+        with pytest.raises(ValueError, match=match):
+            ResidualSURE(**bad)
+
+
 def test_windowed_variance_picks_the_middle_of_the_calmest_window():
     lq = torch.zeros(1, 1, 4, 4)
     values = [0.0, 0.5, 0.6, 0.62, 0.63, 0.9, 0.1]  # the window 2..4 moves least
@@ -228,6 +256,8 @@ def test_residual_sure_blends_towards_the_noisy_input_only_when_it_pays():
 # Through the test pipeline (tiny DnCNN, 16x24 images; see test_lan_model)
 SELECT = ('adapt.select.type=SubImageScore', 'adapt.select.cell=[2,3]')
 SURE = ('adapt.select.type=ResidualSURE', 'adapt.select.guard=[3]')
+ENDS = ('adapt.select.type=ResidualSURE', 'adapt.select.blend=False', 'adapt.select.guard=[3]',
+        'adapt.select.candidates=ends', 'adapt.select.margin=0.02')
 
 
 def test_selection_writes_selected_csv_and_changes_no_step(setup):  # noqa: F811
@@ -253,7 +283,7 @@ def test_selection_writes_selected_csv_and_changes_no_step(setup):  # noqa: F811
         run(setup, *SELECT, name='plain')
 
 
-@pytest.mark.parametrize('rule', [SELECT, SURE], ids=['SubImageScore', 'ResidualSURE'])
+@pytest.mark.parametrize('rule', [SELECT, SURE, ENDS], ids=['SubImageScore', 'ResidualSURE', 'ends'])
 def test_the_rule_never_reads_gt(setup, tmp_path, rule):  # noqa: F811
     run(setup, *rule, name='real_gt')
     garbage = str(tmp_path / 'garbage')
@@ -314,7 +344,7 @@ def test_an_image_too_small_for_the_cells_is_a_data_error():
         rule(0, torch.rand(1, 3, 4, 4), torch.rand(1, 3, 4, 4), None)
 
 
-@pytest.mark.parametrize('rule', [SELECT, SURE], ids=['SubImageScore', 'ResidualSURE'])
+@pytest.mark.parametrize('rule', [SELECT, SURE, ENDS], ids=['SubImageScore', 'ResidualSURE', 'ends'])
 def test_a_batch_selects_as_one_image_at_a_time(setup, rule):  # noqa: F811
     for adapter in ('LAN', 'OffsetAndWeights'):
         run(setup, f'adapt.type={adapter}', *rule, name=f'{adapter}_one')

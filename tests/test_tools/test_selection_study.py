@@ -5,23 +5,46 @@ from os import path as osp
 import pytest
 from conftest import import_tool, write_toy_options
 
-RULES = [{
-    'cell': [2, 4]
-}, {
-    'cell': [2, 8],
-    'blend': False
-}, {
-    'cell': [2, 4, 8],
-    'blend_cell': 8
-}, {
-    'sure': None
-}, {
-    'sure': None,
-    'guard': [4]
-}, {
-    'sure': 8,
-    'blend': False
-}]
+RULES = [
+    {
+        'cell': [2, 4]
+    },
+    {
+        'cell': [2, 8],
+        'blend': False
+    },
+    {
+        'cell': [2, 4, 8],
+        'blend_cell': 8
+    },
+    {
+        'sure': None
+    },
+    {
+        'sure': None,
+        'guard': [4]
+    },
+    {
+        'sure': 8,
+        'blend': False
+    },
+    {
+        'ends': ['c2', 'c4'],
+        'margin': 0.02
+    },
+    {
+        'ends': ['sure', 'c3'],
+        'margin': 0
+    },
+    {
+        'ends': ['sure8'],
+        'margin': 0.05
+    },
+    {
+        'ends': ['c4'],
+        'margin': 1.0  # more than any step gains on the toy images: step 0
+    }
+]
 
 
 @pytest.fixture(scope='module')
@@ -54,7 +77,7 @@ def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
     opt = osp.join(root, 'plain.yml')
     with open(opt, 'w') as f:
         yaml.safe_dump(plain, f)
-    blended = 0
+    blended, ends = 0, set()
     for k, rule in enumerate(RULES):
         cfg = tool.rule_cfg_options(rule)
         test_pipeline(
@@ -68,10 +91,14 @@ def test_offline_choice_equals_the_rule_in_the_loop(tool, tmp_path):
             assert alpha == pytest.approx(float(selected[image]['alpha']), abs=1e-6), (rule, image)
             assert score == pytest.approx(float(selected[image]['score']), rel=1e-4, abs=1e-9), (rule, image)
             blended += alpha < 1
+            if 'ends' in rule:
+                assert step in (0, 3) and alpha == 1.0
+                ends.add(step)
             r = steps[step]
             psnr = tool._psnr(r['mse_noisy'] + 2 * alpha * r['cross'] + alpha * alpha * r['power'])
             assert psnr == pytest.approx(float(selected[image]['psnr']), abs=1e-3)  # the blend's exact MSE
     assert blended  # the blend path was exercised
+    assert ends == {0, 3}  # both outcomes of step 0 or the last step were exercised
     table = tmp_path / 'table.md'
     tool.main(['analyse', out, '--rules', '{cell: [2, 4]}', '--out', str(table)])
     assert '| full | toy | 3 |' in table.read_text()
