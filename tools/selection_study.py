@@ -51,7 +51,12 @@ SURE_RULES = [  # ResidualSURE (added with the camera-noise tuning sets, before 
 ENDS_SCORES = [['sure'], ['sure8'], ['c2'], ['c3'], ['c4'], ['c5'], ['c8'], ['sure', 'c8'], ['sure', 'c4'],
                ['c2', 'c8'], ['c4', 'c8'], ['c2', 'c4', 'c8'], ['sure', 'c4', 'c8']]
 ENDS_RULES = [f'{{ends: [{", ".join(s)}], margin: {m}}}' for s in ENDS_SCORES for m in (0, 0.02, 0.05)]
-STUDY_RULES = {1: DEFAULT_RULES, 2: DEFAULT_RULES + SURE_RULES, 3: DEFAULT_RULES + SURE_RULES + ENDS_RULES}
+FIXED_RULES = ['{step: 5}', '{step: 10}', '{step: 15}']  # fewer steps for every image (third study)
+STUDY_RULES = {
+    1: DEFAULT_RULES,
+    2: DEFAULT_RULES + SURE_RULES,
+    3: DEFAULT_RULES + SURE_RULES + ENDS_RULES + FIXED_RULES
+}
 
 
 def parse_args(argv=None):
@@ -281,6 +286,9 @@ def choose_ends(steps, scores, margin=0.0):
 
 def _rule_choice(steps, rule):
     """(step, α, score) of ``rule`` (a dict of the study's rule syntax) on one image's recorded rows."""
+    if 'step' in rule:  # a fixed step (the run stopped there)
+        chosen = steps[min(int(rule['step']), len(steps) - 1)]
+        return chosen['step'], 1.0, math.nan
     if 'ends' in rule:
         return choose_ends(steps, [str(s) for s in rule['ends']], float(rule.get('margin', 0)))
     if 'sure' in rule:
@@ -321,6 +329,8 @@ def _picked(images, rule):
 
 
 def _label(rule):
+    if 'step' in rule:
+        return f'step {rule["step"]}'
     if 'ends' in rule:
         return 'ends ' + '&'.join(map(str, rule['ends'])) + f' m{rule.get("margin", 0)}'
     if 'sure' in rule:
@@ -390,6 +400,8 @@ def pick(args):
 
 def rule_cfg_options(rule):
     """The ``--cfg-options`` that make ``adapt.select`` the study's ``rule``."""
+    if 'step' in rule:
+        return [f'adapt.steps={rule["step"]}', 'adapt.select=last']
     if 'ends' in rule:
         names = [str(s) for s in rule['ends']]
         cells = [n[1:] for n in names if n.startswith('c')]

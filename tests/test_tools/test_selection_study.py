@@ -161,6 +161,9 @@ def test_pick_applies_the_declared_criterion(tool, capsys, monkeypatch):
         return [zero, one]
 
     data = {('v', 'd'): {'a': steps('a', 31.0, 0.8), 'b': steps('b', 20.0, 0.8)}}
+    assert tool._rule_choice(data[('v', 'd')]['a'], {'step': 1})[:2] == (1, 1.0)  # a fixed step
+    assert tool._rule_choice(data[('v', 'd')]['a'], {'step': 15})[0] == 1  # (a run of fewer steps stops at its last)
+    assert tool.rule_cfg_options({'step': 10}) == ['adapt.steps=10', 'adapt.select=last']
     monkeypatch.setattr(tool, '_load', lambda paths: data)
     rules = ['{cell: [2], blend: false}', '{cell: [4], blend: false}']
     tool.main(['pick', 'x.csv', '--rules', *rules])
