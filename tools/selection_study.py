@@ -13,6 +13,10 @@ once, as ``tools/test.py`` would, and every step is written with what any select
 - the probes of :class:`~lan_basicsr.models.selection.ResidualSURE` (``eps`` 0.1): ``sure_T = mean(r²)`` (r the
   step-0 residual), ``sure_d`` (the residual as it is) and ``sure8_d`` (signs flipped on 8x8 blocks, seed 0):
   score(α) = α² power + 2 α (d - sure_T).
+- per channel c, ``dc_noisy<c>`` = mean(y - x) (GT: evaluation only; a reference whose brightness differs from the
+  noisy shot's) and ``dc_change<c>`` = mean(o - y): with them ``--reference aligned`` scores against the clean image
+  shifted per channel to the noisy image's mean, x + mean(y - x), what a denoiser can know from y alone (files
+  recorded before these fields were added score against x only).
 
 ``pick`` prints the ``--cfg-options`` of the rule a criterion declared in advance prefers (:func:`pick`); ``analyse``
 evaluates rules offline on that file (every rule on the same adaptations): per variant and dataset, the
@@ -35,7 +39,11 @@ CELLS = (2, 3, 4, 5, 8)
 SURE_BLOCKS = {'sure': None, 'sure8': 8}  # recorded ResidualSURE probes: field prefix -> block
 SURE_EPS = 0.1
 FIELDS = ('variant', 'dataset', 'image', 'step', 'psnr', 'mse_noisy', 'cross', 'power') + tuple(
-    f'c{c}_{k}' for c in CELLS for k in ('cc', 'cg', 'gg')) + ('sure_T', ) + tuple(f'{k}_d' for k in SURE_BLOCKS)
+    f'c{c}_{k}' for c in CELLS
+    for k in ('cc', 'cg', 'gg')) + ('sure_T', ) + tuple(f'{k}_d'
+                                                        for k in SURE_BLOCKS) + tuple(f'dc_{k}{c}'
+                                                                                      for k in ('noisy', 'change')
+                                                                                      for c in range(3))
 DEFAULT_RULES = [
     '{cell: [2]}', '{cell: [2], blend: false}', '{cell: [4]}', '{cell: [4], blend: false}', '{cell: [2, 4]}',
     '{cell: [2, 4], blend: false}', '{cell: [2, 4], blend_cell: 4}', '{cell: [2, 8]}', '{cell: [2, 8], blend: false}',
@@ -104,6 +112,13 @@ def parse_args(argv=None):
         help='rows whose goals are printed: across (the rule across variants), a variant (its last step) or '
         'VARIANT:selected (its choice by the rule)')
     tab.add_argument('--out', help='also write the table (markdown) here')
+    for p in (ana, tab):
+        p.add_argument(
+            '--reference',
+            choices=['clean', 'aligned'],
+            default='clean',
+            help='score against the clean image (default) or against it shifted per channel to the noisy image\'s '
+            'mean (a diagnostic: a reference brighter or darker than the noisy shot; needs the dc_ columns)')
     return parser.parse_args(argv)
 
 
@@ -125,6 +140,7 @@ class StepRecorder:
         self.lq = lq.double()
         self.pairs = {c: [d.double() for d in diagonal_pairs(lq, c, 1)] for c in CELLS}
         self.mse_noisy = float(torch.mean((self.lq - self.gt)**2))
+        self.dc_noisy = (self.lq - self.gt).mean((0, 2, 3)).tolist()
         self.rows = []
         self.probes = None
 
@@ -141,6 +157,8 @@ class StepRecorder:
             'power': float(torch.mean(change**2)),
         }
         row['psnr'] = 10 * math.log10(1 / max(row['mse_noisy'] + 2 * row['cross'] + row['power'], 1e-20))
+        for c, (noisy, moved) in enumerate(zip(self.dc_noisy, change.mean((0, 2, 3)).tolist())):
+            row[f'dc_noisy{c}'], row[f'dc_change{c}'] = noisy, moved
         for c, (d1, d2) in self.pairs.items():
             x1, x2 = diagonal_pairs(adapted_input.detach(), c, 1)
             with torch.no_grad():
@@ -175,12 +193,16 @@ def record(args):
     from torch.utils.data import default_collate
     from tqdm import tqdm
 
+    from lan_basicsr.utils.errors import DataError
     from lan_basicsr.utils.options import parse_options
-
     done = set()
     if osp.isfile(args.out):
         with open(args.out, newline='') as f:
-            done = {row['variant'] for row in csv.DictReader(f)}
+            reader = csv.DictReader(f)
+            done = {row['variant'] for row in reader}
+            if tuple(reader.fieldnames or ()) != FIELDS:
+                raise DataError(f'{args.out}: recorded by another version of this tool (other columns); '
+                                'record into a new --out')
     os.makedirs(osp.dirname(osp.abspath(args.out)), exist_ok=True)
     for variant in args.variants:
         name, _, cfg = variant.partition(':')
@@ -218,6 +240,20 @@ def record(args):
 
 def _psnr(mse):
     return 10 * math.log10(1 / max(mse, 1e-20))
+
+
+def _blend_psnr(r, a=1.0, aligned=False):
+    """PSNR of the blend ``y + a (o - y)`` of recorded row ``r`` against the clean image, or with ``aligned`` against
+    the clean image shifted per channel to the noisy image's mean (``x + δ``, δ_c = mean_c(y - x)):
+    ``mse - mean_c(δ_c²) - 2 a mean_c(δ_c m_c)`` with m_c = mean_c(o - y)."""
+    mse = r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']
+    if aligned:
+        if 'dc_noisy0' not in r:
+            from lan_basicsr.utils.errors import DataError
+            raise DataError('--reference aligned: this file was recorded without the dc_ columns; record it again')
+        deltas = [(r[f'dc_noisy{c}'], r[f'dc_change{c}']) for c in range(3)]
+        mse -= sum(d * d + 2 * a * d * m for d, m in deltas) / 3
+    return _psnr(mse)
 
 
 def _sub_score(r, c, a):
@@ -317,14 +353,13 @@ def _load(paths):
     return data
 
 
-def _picked(images, rule):
-    """PSNR of each image's choice under ``rule`` (the blend's exact MSE)."""
+def _picked(images, rule, aligned=False):
+    """PSNR of each image's choice under ``rule`` (the blend's exact MSE; :func:`_blend_psnr`)."""
     import numpy as np
     out = []
     for s in images.values():
         step, a, _ = _rule_choice(s, rule)
-        r = s[step]
-        out.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
+        out.append(_blend_psnr(s[step], a, aligned))
     return np.array(out)
 
 
@@ -348,14 +383,15 @@ def analyse(args):
     head = ['variant', 'dataset', 'n', 'noisy', 'step0', 'last', 'oracle'] + [_label(r) for r in rules]
     lines = ['| ' + ' | '.join(head) + ' |', '|' + '---|' * len(head)]
     totals = {i: [] for i in range(len(rules))}
+    aligned = args.reference == 'aligned'
     for (variant, dataset), images in data.items():
-        noisy = np.mean([_psnr(s[0]['mse_noisy']) for s in images.values()])
-        step0 = np.array([s[0]['psnr'] for s in images.values()])
-        last = np.mean([s[-1]['psnr'] for s in images.values()])
-        oracle = np.mean([max(r['psnr'] for r in s) for s in images.values()])
+        noisy = np.mean([_blend_psnr(s[0], 0.0, aligned) for s in images.values()])
+        step0 = np.array([_blend_psnr(s[0], 1.0, aligned) for s in images.values()])
+        last = np.mean([_blend_psnr(s[-1], 1.0, aligned) for s in images.values()])
+        oracle = np.mean([max(_blend_psnr(r, 1.0, aligned) for r in s) for s in images.values()])
         cells = []
         for i, rule in enumerate(rules):
-            picked = _picked(images, rule)
+            picked = _picked(images, rule, aligned)
             totals[i].append(picked - step0)
             cells.append(f'{picked.mean():.2f} ({int(np.sum(picked < step0 - 0.05))})')
         lines.append(f'| {variant} | {dataset} | {len(images)} | {noisy:.2f} | {step0.mean():.2f} | {last:.2f} | '
@@ -428,10 +464,11 @@ def rule_cfg_options(rule):
     return cfg
 
 
-def study_tables(data, rule, labels=None):
+def study_tables(data, rule, labels=None, aligned=False):
     """The rows of :mod:`lan_basicsr.report.selection_table` (PSNR only) from recorded rows, per dataset: the noisy
     input, step 0, each variant at its last step, the best of those in hindsight, each variant's choice by ``rule``
-    and the choice across variants by the rule's score. Every variant must hold the same images and step 0."""
+    and the choice across variants by the rule's score. Every variant must hold the same images and step 0.
+    ``aligned``: PSNR against the clean image shifted to the noisy image's mean per channel (:func:`_blend_psnr`)."""
     from lan_basicsr.report.selection_table import SelectionRow
     from lan_basicsr.utils.errors import DataError
     labels = labels or {}
@@ -447,20 +484,19 @@ def study_tables(data, rule, labels=None):
         nan = [math.nan] * len(names)
         first = variants[0][1]
         rows = [
-            SelectionRow('Noisy input', 'noisy', [_psnr(first[i][0]['mse_noisy']) for i in names], nan),
-            SelectionRow('Step 0 (pretrained)', 'step0', [first[i][0]['psnr'] for i in names], nan)
+            SelectionRow('Noisy input', 'noisy', [_blend_psnr(first[i][0], 0.0, aligned) for i in names], nan),
+            SelectionRow('Step 0 (pretrained)', 'step0', [_blend_psnr(first[i][0], 1.0, aligned) for i in names], nan)
         ]
         singles, picks = [], []
         for v, images in variants:
             label = labels.get(v, v)
             singles.append(
                 SelectionRow(f'{label}, k = {images[names[0]][-1]["step"]}', 'last',
-                             [images[i][-1]['psnr'] for i in names], nan, [v] * len(names)))
+                             [_blend_psnr(images[i][-1], 1.0, aligned) for i in names], nan, [v] * len(names)))
             chosen = [_rule_choice(images[i], rule) for i in names]
             psnr = []
             for i, (step, a, _) in zip(names, chosen):
-                r = images[i][step]
-                psnr.append(_psnr(r['mse_noisy'] + 2 * a * r['cross'] + a * a * r['power']))
+                psnr.append(_blend_psnr(images[i][step], a, aligned))
             picks.append((SelectionRow(f'{label}, selected', 'selected', psnr, nan, [v] * len(names)), chosen))
         rows += singles
         best = max(singles, key=lambda row: row.psnr.mean())
@@ -499,11 +535,13 @@ def table(args):
     from lan_basicsr.report.selection_table import goals, selection_markdown
     data = _load([args.csv])
     labels = dict(x.split('=', 1) for x in args.labels)
-    tables = study_tables(data, yaml.safe_load(args.rule), labels)
+    tables = study_tables(data, yaml.safe_load(args.rule), labels, args.reference == 'aligned')
     lan = _variant_label(tables, args.lan)
     with warnings.catch_warnings():
         warnings.simplefilter('ignore', RuntimeWarning)  # the study records no SSIM: its column stays empty
-        text = selection_markdown(tables, title=f'{osp.basename(args.csv)}, rule {_label(yaml.safe_load(args.rule))}')
+        reference = ', against the clean image aligned to the noisy mean' if args.reference == 'aligned' else ''
+        text = selection_markdown(
+            tables, title=f'{osp.basename(args.csv)}, rule {_label(yaml.safe_load(args.rule))}{reference}')
     lines = [
         text, '| dataset | row | mean vs step 0 | share > 0.05 dB below step 0 | vs best single | vs LAN |',
         '|---|---|---|---|---|---|'

@@ -175,3 +175,27 @@ def test_pick_applies_the_declared_criterion(tool, capsys, monkeypatch):
     tool.main(['pick', 'x.csv', '--rules', *rules])
     assert capsys.readouterr().out.strip() == ('adapt.select.type=SubImageScore adapt.select.cell=[4] '
                                                'adapt.select.blend=False')
+
+
+def test_the_aligned_reference_is_the_clean_image_moved_to_the_noisy_mean(tool):
+    import torch
+    gen = torch.Generator().manual_seed(0)
+    gt = torch.rand(1, 3, 24, 24, generator=gen)
+    lq = (gt + 0.1 * torch.randn(1, 3, 24, 24, generator=gen) + torch.tensor([0.03, -0.02, 0.01]).view(1, 3, 1, 1))
+    out = 0.5 * lq + 0.5 * gt + torch.tensor([0.0, 0.01, -0.02]).view(1, 3, 1, 1)
+    recorder = tool.StepRecorder(gt)
+    recorder.bind(lambda x: 0.9 * x)
+    recorder.start(lq)
+    recorder(0, lq, out)
+    row = recorder.rows[0]
+    shifted = gt.double() + (lq - gt).double().mean((0, 2, 3), keepdim=True)
+    for a in (0.0, 0.4, 1.0):
+        blend = lq.double() + a * (out.clamp(0, 1).double() - lq.double())
+        direct = tool._psnr(float(((blend - shifted)**2).mean()))
+        assert tool._blend_psnr(row, a, aligned=True) == pytest.approx(direct, abs=1e-9)
+        assert tool._blend_psnr(row, a) == pytest.approx(tool._psnr(float(((blend - gt.double())**2).mean())), abs=1e-9)
+    assert tool._blend_psnr(row, 0.0, aligned=True) > tool._blend_psnr(row, 0.0) + 0.1  # the offset no longer counts
+    from lan_basicsr.utils.errors import DataError
+    old = {k: v for k, v in row.items() if not k.startswith('dc_')}
+    with pytest.raises(DataError, match='recorded without the dc_ columns'):
+        tool._blend_psnr(old, 1.0, aligned=True)
