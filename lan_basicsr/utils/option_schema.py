@@ -432,7 +432,9 @@ class Registered(Spec):
                 known = ['type'] + list(params)
                 ctx.fail(
                     keys + (key, ), f'unknown key: {cls.__name__} ({self.kind} "{value.get("type")}") takes no '
-                    f'argument "{key}"{_closest(key, known)}; it takes: {_listing(known)}')
+                    f'argument "{key}"{_closest(key, known)}; it takes: {_listing(known)} (changing the type with '
+                    '--cfg-options keeps the option file\'s other keys; to replace the whole block: '
+                    f'"{dotted(keys)}={{_delete_: true, type: ...}}")')
             if key in values:
                 values[key].check(item, keys + (key, ), ctx)
         missing = [k for k, p in params.items() if p.default is p.empty and k not in kwargs and k not in self.provided]

@@ -71,7 +71,9 @@ def test_unknown_keys_everywhere_name_section_and_closest(paired_folder):
         (dict(adapt={'stpes': 2}), r'x\.yml: adapt\.stpes: unknown key in section "adapt" \(did you mean "steps"\?\)'),
         (dict(adpat={}), r'adpat: unknown key in the top level \(did you mean "adapt"\?\)'),
         (dict(network_g=nbb), r'network_g\.nbb: unknown key: DnCNN \(arch "DnCNN"\) takes no argument "nbb" \(did you '
-         r'mean "nb"\?\); it takes: type, in_nc, out_nc, nc, nb, act_mode'),
+         r'mean "nb"\?\); it takes: type, in_nc, out_nc, nc, nb, act_mode \(changing the type with --cfg-options '
+         r'keeps the option file\'s other keys; to replace the whole block: "network_g=\{_delete_: true, type: '
+         r'\.\.\.\}"\)'),
         (dict(adapt={'loss': loss}), r'adapt\.loss\.weight: .*\(did you mean "loss_weight"\?\)'),
         (dict(val={'metrics': metrics}), r'val\.metrics\.psnr\.y_channel: unknown key: calculate_psnr'),
         (dict(path={'strict_load': False}), r'path\.strict_load: unknown key in section "path"'),
