@@ -38,12 +38,11 @@ from _entry import ROOT, run
 CELLS = (2, 3, 4, 5, 8)
 SURE_BLOCKS = {'sure': None, 'sure8': 8}  # recorded ResidualSURE probes: field prefix -> block
 SURE_EPS = 0.1
-FIELDS = ('variant', 'dataset', 'image', 'step', 'psnr', 'mse_noisy', 'cross', 'power') + tuple(
-    f'c{c}_{k}' for c in CELLS
-    for k in ('cc', 'cg', 'gg')) + ('sure_T', ) + tuple(f'{k}_d'
-                                                        for k in SURE_BLOCKS) + tuple(f'dc_{k}{c}'
-                                                                                      for k in ('noisy', 'change')
-                                                                                      for c in range(3))
+_CELL_FIELDS = tuple(f'c{c}_{k}' for c in CELLS for k in ('cc', 'cg', 'gg'))
+_SURE_FIELDS = ('sure_T', ) + tuple(f'{k}_d' for k in SURE_BLOCKS)
+_DC_FIELDS = tuple(f'dc_{k}{c}' for k in ('noisy', 'change') for c in range(3))
+_STEP_FIELDS = ('variant', 'dataset', 'image', 'step', 'psnr', 'mse_noisy', 'cross', 'power')
+FIELDS = _STEP_FIELDS + _CELL_FIELDS + _SURE_FIELDS + _DC_FIELDS
 DEFAULT_RULES = [
     '{cell: [2]}', '{cell: [2], blend: false}', '{cell: [4]}', '{cell: [4], blend: false}', '{cell: [2, 4]}',
     '{cell: [2, 4], blend: false}', '{cell: [2, 4], blend_cell: 4}', '{cell: [2, 8]}', '{cell: [2, 8], blend: false}',

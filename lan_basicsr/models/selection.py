@@ -135,7 +135,8 @@ class StepSelector:
         score, alpha = self.score(run['state'], step, adapted_input, out, losses)
         score = torch.nan_to_num(score.detach().double(), nan=math.inf)
         alpha = alpha.detach().double()
-        observed = {'score': score, 'alpha': alpha, 'step': torch.full_like(score, step), 'output': out.clone()}
+        # (out is clamp's own new tensor: the kept outputs need no copy)
+        observed = {'score': score, 'alpha': alpha, 'step': torch.full_like(score, step), 'output': out}
         if run['best'] is None:
             run['best'] = observed
         elif self.candidates == 'ends':  # the latest step stands in for the last until finish()
@@ -417,6 +418,8 @@ class ResidualSURE(StepSelector):
             if self.block is not None:
                 probe = block_signs(probe.shape, self.block, self.seed).to(probe.device) * probe
             state['probe'] = probe
+            # the handicap of every later step: the score's and each guard cell's noise scale, fixed per image
+            state['margins'] = self.margin * torch.stack([state['noise_power']] + _gap_powers(state['pairs']))
         probe = state['probe']
         with torch.no_grad():
             moved = self.net(adapted_input.detach() + (self.eps * probe).to(adapted_input.dtype)).clamp(0, 1)
@@ -427,7 +430,7 @@ class ResidualSURE(StepSelector):
         alpha = (-cross / power.clamp_min(1e-300)).clamp(0, 1) if self.blend else ones
         alpha = torch.where(power > 0, alpha, ones)
         score = alpha.square() * power + 2 * alpha * cross
-        margins = self.margin * torch.stack([state['noise_power']] + _gap_powers(state['pairs']))
+        margins = state['margins']
         if not self.guard:
             return (score + margins[0] if step > 0 else score), alpha
         terms = _sub_image_terms(self.net, adapted_input, state['pairs'], self.guard, self.offset, 'ResidualSURE')
